@@ -1,0 +1,26 @@
+"""The `headspec` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from service.cli_db import db_app
+
+app = typer.Typer(
+    help="headspec: track how attention heads specialize across many training runs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def demo() -> None:
+    """Run the main job on embedded defaults (SQLite store, local MLflow store, local Ray)."""
+    from service.demo import run_demo
+
+    run_demo()
+
+
+if __name__ == "__main__":
+    app()
