@@ -21,6 +21,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the SQL store, e.g. "
         "postgresql+psycopg://user@host:5432/headspec",
     )
+    database_pool_size: int = Field(
+        default=5,
+        description="Connections kept open per process to a PostgreSQL store (SQLAlchemy pool)",
+    )
+    database_max_overflow: int = Field(
+        default=10,
+        description="Extra PostgreSQL connections a process may open beyond the pool size",
+    )
     mlflow_tracking_uri: str = Field(
         default="sqlite:///mlflow.db",
         description="MLflow tracking URI: a local store or http(s)://host:port of an mlflow server",
