@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from service import cli_run
 from service.cli_db import db_app
 
 app = typer.Typer(
@@ -14,13 +15,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
-@app.command()
-def demo() -> None:
-    """Run the main job on embedded defaults (SQLite store, local MLflow store, local Ray)."""
-    from service.demo import run_demo
-
-    run_demo()
-
+cli_run.register(app)
 
 if __name__ == "__main__":
     app()
