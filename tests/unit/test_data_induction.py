@@ -71,3 +71,28 @@ def test_markov_fresh_chains_differ_and_pools_are_bounded() -> None:
     again = _gen("markov", n_states=3, n_chains=2)
     assert isinstance(again, MarkovGenerator) and again.pool is not None
     assert pooled.pool is not None and np.array_equal(pooled.pool, again.pool)
+
+
+def test_repeated_with_a_period_range_varies_the_period_per_sequence():
+    from workers.data import DataConfig, make_stream
+
+    cfg = DataConfig(vocab_size=64, seq_len=49, families={"repeated": 1.0},
+                     knobs={"repeated": {"segment_length": 24, "min_segment_length": 6}})
+    tokens = make_stream(cfg, 0).next_batch(64).tokens.numpy()
+    periods = []
+    for row in tokens:
+        body = row[1:]
+        period = next(p for p in range(6, 25) if (body[p:] == body[:-p]).all())
+        periods.append(period)
+    assert min(periods) >= 6 and max(periods) <= 24
+    assert len(set(periods)) > 5  # no fixed offset for a positional shortcut
+
+
+def test_repeated_min_segment_length_over_segment_length_names_the_knob():
+    import pytest
+
+    from workers.data import DataConfig
+
+    with pytest.raises(ValueError, match="min_segment_length"):
+        DataConfig(vocab_size=64, seq_len=49, families={"repeated": 1.0},
+                   knobs={"repeated": {"segment_length": 10, "min_segment_length": 12}})

@@ -29,6 +29,7 @@ from workers.data.common import (
     VocabSlice,
     check_float,
     check_int,
+    config_error,
     knob_field,
     used_tokens,
 )
@@ -37,6 +38,10 @@ from workers.data.common import (
 @dataclass(frozen=True)
 class RepeatedKnobs:
     segment_length: int | None = None  # None: (seq_len - 1) // n_repeats
+    # Shortest period: each sequence draws its period uniformly from [min, segment_length].
+    # None keeps one fixed period (the TransformerLens calibration layout). Train with a
+    # range: a fixed period lets a one-layer model copy by position, with no induction head.
+    min_segment_length: int | None = None
     n_repeats: int = 2  # whole copies of the segment at least
     vocab_fraction: float = 1.0  # share of the family's range the segment tokens come from
     n_tokens: int | None = None  # explicit number of tokens used (wins over vocab_fraction)
@@ -45,6 +50,8 @@ class RepeatedKnobs:
         if self.segment_length is not None:
             check_int(knob_field("repeated", "segment_length"), self.segment_length, 1)
         check_int(knob_field("repeated", "n_repeats"), self.n_repeats, 2)
+        if self.min_segment_length is not None:
+            check_int(knob_field("repeated", "min_segment_length"), self.min_segment_length, 2)
         check_float(knob_field("repeated", "vocab_fraction"), self.vocab_fraction, 0.0, 1.0,
                     low_open=True)
         if self.n_tokens is not None:
@@ -64,13 +71,19 @@ class RepeatedGenerator(FamilyGenerator):
         self.need_seq_len(1 + knobs.n_repeats * max(self.segment_length, 2),
                           f"{knob_field('repeated', 'segment_length')} or "
                           f"{knob_field('repeated', 'n_repeats')}")
-        self._period = np.arange(seq_len - 1) % self.segment_length  # [S-1]
+        self.min_segment_length = knobs.min_segment_length or self.segment_length
+        if self.min_segment_length > self.segment_length:
+            raise config_error(knob_field("repeated", "min_segment_length"),
+                               f"{self.min_segment_length} exceeds the segment length "
+                               f"{self.segment_length}", "lower it or raise segment_length")
 
     def sample_arrays(self, n: int, rng: np.random.Generator) -> Arrays:
         segment = rng.integers(0, self.n_tokens, size=(n, self.segment_length))  # [n, L]
+        periods = rng.integers(self.min_segment_length, self.segment_length + 1, size=n)  # [n]
+        index = np.arange(self.seq_len - 1)[None, :] % periods[:, None]  # [n, S-1]
         tokens = np.empty((n, self.seq_len), dtype=np.int64)  # [n, S]
         tokens[:, 0] = BOS
-        tokens[:, 1:] = segment[:, self._period] + self.vocab.start  # [n, S-1]
+        tokens[:, 1:] = np.take_along_axis(segment, index, axis=1) + self.vocab.start  # [n, S-1]
         return {"tokens": tokens}
 
 
