@@ -5,6 +5,10 @@ forward, mean loss, backward — on a training batch. Then ``probe_pack`` on the
 without and with the L·H ablations, and ``js_distance`` of one variant. Prints each median
 time and its ratio to the baseline, i.e. how many training steps one probe costs.
 
+Then the whole loop, the number the issue asks for: ``train_pack`` for ``--loop-steps``
+steps with the real prober every ``--probe-every`` steps, against the same loop whose
+prober does nothing (baseline, same run), and the overhead as a percentage.
+
     .venv/bin/python benchmarks/bench_probe_overhead.py [--variants 4 --layers 2 --heads 4 ...]
 """
 
@@ -19,7 +23,30 @@ from types import SimpleNamespace
 import torch
 
 from workers.model import ModelConfig, PackedTransformer, mean_loss
-from workers.probes import ProbeSettings, js_distance, probe_pack
+from workers.probes import ProbeSettings, js_distance, make_prober, probe_pack
+from workers.train import ProbeResult, TrainConfig, VariantRun, train_pack
+
+
+class _NullSink:
+    def on_step(self, step: int, losses: torch.Tensor) -> None:
+        pass
+
+    def on_probe(self, step: int, result: object) -> None:
+        pass
+
+
+def loop_seconds(cfg: ModelConfig, args: argparse.Namespace, prober: Callable) -> float:
+    train = TrainConfig(steps=args.loop_steps, batch_size=args.batch, probe_every=args.probe_every,
+                        warmup_steps=1)
+    g = torch.Generator().manual_seed(1)
+
+    def next_batch(v: int, b: int) -> tuple[torch.Tensor, None]:
+        return torch.randint(0, args.vocab, (b, args.seq), generator=g), None
+
+    variants = [VariantRun(seed=i, data_seed=i, lr=1e-3) for i in range(args.variants)]
+    start = time.perf_counter()
+    train_pack(cfg, train, variants, next_batch, prober, _NullSink())
+    return time.perf_counter() - start
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -43,6 +70,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--probe-batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loop-steps", type=int, default=300)
+    parser.add_argument("--probe-every", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -88,6 +117,15 @@ def main() -> None:
     ):
         t = median_seconds(fn, args.repeats)
         print(f"{name:32s} {t * 1e3:9.2f} ms  {t / base:5.2f}x")
+
+    def no_probe(model: PackedTransformer, step: int) -> ProbeResult:
+        return ProbeResult(head={}, scalar={})
+
+    bare = loop_seconds(cfg, args, no_probe)
+    probed = loop_seconds(cfg, args, make_prober(probe, ProbeSettings()))
+    print(f"loop of {args.loop_steps} steps, probes every {args.probe_every}: "
+          f"baseline {bare:.2f} s, with probes {probed:.2f} s, ratio {probed / bare:.3f} "
+          f"(overhead {100 * (probed / bare - 1):+.1f}%)")
 
 
 if __name__ == "__main__":
