@@ -71,9 +71,10 @@ def main() -> None:
     parser.add_argument("--probe-batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop-steps", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--probe-every", type=int, default=100)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)
 
     cfg = ModelConfig(
         n_layers=args.layers,

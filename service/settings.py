@@ -42,6 +42,18 @@ class Settings(BaseSettings):
         default="headspec-artifacts",
         description="Where checkpoints and reports are written (a path every worker can reach)",
     )
+    writers: int = Field(
+        default=2,
+        ge=1,
+        description="Store writer actors of a Ray sweep: its database connections (plus the "
+        "driver's one), however many packs run",
+    )
+    checkpoint_every: int = Field(
+        default=100,
+        ge=0,
+        description="Training steps between a pack's checkpoints on Ray (0: none); a retried "
+        "pack resumes from its last one",
+    )
 
 
 @lru_cache

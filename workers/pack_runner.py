@@ -2,12 +2,23 @@
 
 This is the function a Ray task (or a plain loop, or a benchmark) calls. It knows nothing of
 Ray, of the store's tables or of MLflow: metrics leave through a :class:`MetricSink`.
+
+Checkpoints (``checkpoint_path``, every ``checkpoint_every`` steps) make a pack resumable:
+the train losses buffered up to the step are written to the sink *before* the checkpoint is
+saved, so a run resumed from it leaves no gap and loses nothing the sink acknowledged; the
+steps after it are written again, which the store's idempotent upserts absorb. The file is
+replaced atomically (temporary file, fsync, rename), so a crash mid-save leaves the previous
+one. On CUDA an oversized pack is split into chunks of variants trained one after another
+(``workers.train.estimate_variant_bytes`` against the free device memory).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,9 +27,19 @@ import torch
 from workers.data import DataConfig, make_stream, probe_batch
 from workers.model import ModelConfig, PackedTransformer
 from workers.probes import ProbeSettings, make_prober
-from workers.train import TrainConfig, VariantRun, train_pack
+from workers.train import (
+    PackState,
+    TrainConfig,
+    VariantRun,
+    estimate_variant_bytes,
+    train_pack,
+    variant_chunks,
+)
 
 Columns = dict[str, Any]
+CHECKPOINT_VERSION = 1
+MEMORY_HEADROOM = 0.8  # share of the free device memory a pack plans to use
+log = logging.getLogger(__name__)
 
 
 class MetricSink(Protocol):
@@ -52,6 +73,8 @@ class PackOutcome:
     final_loss: dict[int, float] = field(default_factory=dict)  # variant id -> last train loss
     probes: int = 0
     steps: int = 0
+    resumed_from: int | None = None  # the checkpoint step this run started at, if any
+    chunks: int = 1  # sub-packs trained one after another (device memory)
 
 
 class _SinkAdapter:
@@ -69,6 +92,7 @@ class _SinkAdapter:
         self.loss_steps: list[int] = []
         self.loss_values: list[torch.Tensor] = []
         self.outcome = PackOutcome()
+        self.last_losses: torch.Tensor | None = None
 
     def on_step(self, step: int, losses: torch.Tensor) -> None:
         self.outcome.steps = step
@@ -85,6 +109,10 @@ class _SinkAdapter:
         scalars = {k: v.detach().float().cpu() for k, v in result.scalar.items()}
         self._write_scalars(step, scalars)
         self.outcome.probes += 1
+
+    def flush_losses(self) -> None:
+        """Write the buffered train losses now (before a checkpoint)."""
+        self._write_scalars(self.outcome.steps, {})
 
     def _write_scalars(self, step: int, scalars: dict[str, torch.Tensor]) -> None:
         steps = [step] * len(scalars) + self.loss_steps
@@ -120,6 +148,82 @@ def _grid_columns(ids: np.ndarray, step: int, head: dict[str, torch.Tensor]) -> 
     }
 
 
+@dataclass
+class Checkpoint:
+    """A pack's saved progress: the chunk plan, the chunks finished, and the training state
+    of the chunk in progress (None between chunks)."""
+
+    pack_key: str
+    variant_ids: list[int]
+    chunks: list[list[int]]  # positions in task.variants
+    chunk: int  # the chunk in progress (or next to start)
+    state: PackState | None
+    final_loss: dict[int, float] = field(default_factory=dict)  # of the finished chunks
+    probes: int = 0  # probes delivered before this checkpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        state = None if self.state is None else vars(self.state)
+        return {"version": CHECKPOINT_VERSION, **vars(self), "state": state}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Checkpoint:
+        raw = dict(raw)
+        if raw.pop("version", None) != CHECKPOINT_VERSION:
+            raise ValueError("checkpoint version mismatch")
+        state = raw.pop("state")
+        return cls(**raw, state=None if state is None else PackState(**state))
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Atomically replace ``path``: write a temporary file beside it, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint.to_dict(), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, task: PackTask) -> Checkpoint | None:
+    """The pack's checkpoint, or None when there is none (or it belongs to other variants)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        checkpoint = Checkpoint.from_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # unreadable: start over rather than fail the pack
+        log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+        return None
+    if checkpoint.pack_key != task.pack_key or checkpoint.variant_ids != task.variant_ids:
+        log.warning("ignoring checkpoint %s of another pack", path)
+        return None
+    return checkpoint
+
+
+def device_budget(device: torch.device, gpu_share: float | None = None) -> int | None:
+    """Bytes a pack may plan to use on ``device``: None off CUDA; on CUDA the free memory
+    (at most ``gpu_share`` of the device, when it is shared) times MEMORY_HEADROOM."""
+    if device.type != "cuda":
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    if gpu_share is not None and 0 < gpu_share < 1:
+        free = min(free, int(total * gpu_share))
+    return int(free * MEMORY_HEADROOM)
+
+
+def plan_chunks(task: PackTask, device: torch.device, gpu_share: float | None = None) -> list[list[int]]:
+    cfg = task.config
+    per_variant = estimate_variant_bytes(
+        ModelConfig.from_dict(cfg["model"]),
+        TrainConfig.from_dict(cfg["train"]),
+        DataConfig.from_dict(cfg["data"]).seq_len,
+    )
+    chunks = variant_chunks(len(task.variants), per_variant, device_budget(device, gpu_share))
+    return [list(c) for c in chunks]
+
+
 def run_pack(
     task: PackTask,
     sink: MetricSink,
@@ -127,20 +231,82 @@ def run_pack(
     device: str | torch.device = "cpu",
     loss_every: int = 10,
     on_progress: Callable[[int, torch.Tensor], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    gpu_share: float | None = None,
+    on_checkpoint_saved: Callable[[int], None] | None = None,
+) -> PackOutcome:
+    """Train and probe the pack, writing every metric to ``sink``.
+
+    With ``checkpoint_path``, an existing checkpoint there is resumed from, a new one is
+    saved every ``checkpoint_every`` steps (then ``on_checkpoint_saved(step)`` is called),
+    and the file is removed when the pack completes. ``gpu_share``: the fraction of the
+    device this pack may plan for (fractional GPUs).
+    """
+    device = torch.device(device)
+    resume = load_checkpoint(checkpoint_path, task) if checkpoint_path else None
+    chunks = resume.chunks if resume else plan_chunks(task, device, gpu_share)
+    outcome = PackOutcome(chunks=len(chunks))
+    if resume is not None:
+        outcome.final_loss.update(resume.final_loss)
+        outcome.probes = resume.probes
+        outcome.resumed_from = resume.state.step if resume.state is not None else 0
+    first = resume.chunk if resume else 0
+    for k in range(first, len(chunks)):
+        sub = replace(task, variants=tuple(task.variants[i] for i in chunks[k]))
+        state = resume.state if resume is not None and k == resume.chunk else None
+
+        def save(state: PackState, probes: int, k: int = k) -> None:
+            assert checkpoint_path is not None
+            checkpoint = Checkpoint(task.pack_key, task.variant_ids, chunks, k, state,
+                                    dict(outcome.final_loss), outcome.probes + probes)
+            save_checkpoint(checkpoint_path, checkpoint)
+            if on_checkpoint_saved is not None:
+                on_checkpoint_saved(state.step)
+
+        part = _train_chunk(sub, sink, device, loss_every, on_progress, state,
+                            save if checkpoint_path and checkpoint_every else None, checkpoint_every)
+        outcome.final_loss.update(part.final_loss)
+        outcome.probes += part.probes
+        outcome.steps = part.steps
+        if checkpoint_path and k + 1 < len(chunks):
+            save_checkpoint(checkpoint_path, Checkpoint(task.pack_key, task.variant_ids, chunks, k + 1,
+                                                        None, dict(outcome.final_loss), outcome.probes))
+    if checkpoint_path:
+        Path(checkpoint_path).unlink(missing_ok=True)
+    return outcome
+
+
+def _train_chunk(
+    task: PackTask,
+    sink: MetricSink,
+    device: torch.device,
+    loss_every: int,
+    on_progress: Callable[[int, torch.Tensor], None] | None,
+    resume: PackState | None,
+    save: Callable[[PackState, int], None] | None,
+    checkpoint_every: int | None,
 ) -> PackOutcome:
     cfg = task.config
     model_cfg = ModelConfig.from_dict(cfg["model"])
     data_cfg = DataConfig.from_dict(cfg["data"])
     train_cfg = TrainConfig.from_dict({**cfg["train"], "lr": task.variants[0].lr})
     settings = ProbeSettings.from_dict(cfg["probe"])
-    streams = [make_stream(data_cfg, v.seed) for v in task.variants]
+    starts = resume.data_rng if resume is not None else [0] * len(task.variants)
+    streams = [make_stream(data_cfg, v.seed, start) for v, start in zip(task.variants, starts, strict=True)]
 
     def next_batch(v: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = streams[v].next_batch(batch_size)
         return batch.tokens, batch.loss_mask
 
-    probes = probe_batch(data_cfg, train_cfg.probe_batch_size).to(torch.device(device))
+    probes = probe_batch(data_cfg, train_cfg.probe_batch_size).to(device)
     adapter = _SinkAdapter(task, sink, loss_every, on_progress)
+
+    def on_checkpoint(state: PackState) -> None:
+        assert save is not None
+        adapter.flush_losses()  # acknowledged before the checkpoint can claim these steps
+        save(state, adapter.outcome.probes)
+
     model: PackedTransformer = train_pack(
         model_cfg,
         train_cfg,
@@ -149,8 +315,13 @@ def run_pack(
         make_prober(probes, settings),
         adapter,
         device=device,
+        resume=resume,
+        on_checkpoint=on_checkpoint if save is not None else None,
+        checkpoint_every=checkpoint_every,
+        data_rng_state=lambda: [s.batch_index for s in streams],
     )
     del model
+    assert adapter.last_losses is not None
     last = adapter.last_losses.detach().float().cpu().tolist()
     adapter.outcome.final_loss = dict(zip(task.variant_ids, last, strict=True))
     return adapter.outcome

@@ -191,3 +191,49 @@ def _stack_batches(
         return tokens, None
     masks = [m if m is not None else torch.ones_like(t, dtype=torch.bool) for t, m in parts]
     return tokens, torch.stack(masks).to(device, non_blocking=True)  # [V,B,S]
+
+
+# -- device memory --------------------------------------------------------------------------
+
+FLOAT_BYTES = 4  # parameters, optimizer state and (worst case, no autocast) activations in fp32
+
+
+def estimate_variant_bytes(model_cfg: ModelConfig, train_cfg: TrainConfig, seq_len: int) -> int:
+    """Peak device memory one variant of a pack needs, in bytes (a deliberate overestimate).
+
+    * state: parameters, gradients and AdamW's two moments, 4 x fp32 per parameter;
+    * training activations kept for backward, per layer: residual stream and its norm,
+      q/k/v and the heads' outputs, the MLP hidden layer (pre and post activation) and the
+      attention scores and pattern ``[B, H, S, S]``; then the logits with their log-softmax
+      and gradient ``[B, S, vocab]``, and the gradient of the embedding gathered over a
+      batch-expanded ``W_E`` ``[B, vocab, d_model]``;
+    * probing: the same activations for the probe batch, plus every layer's patterns kept
+      for the metrics ``[B, L, H, S, S]``, twice (the importance backward).
+
+    Training and probing never overlap, so the peak is the state plus the larger of the two.
+    """
+    b, s = train_cfg.batch_size, seq_len
+    d, h, n = model_cfg.d_model, model_cfg.n_heads, model_cfg.vocab_size
+    e, m = model_cfg.d_head or 0, model_cfg.d_mlp or 0
+
+    def activations(batch: int) -> int:
+        per_layer = batch * s * (2 * d + 4 * h * e + (0 if model_cfg.attn_only else 2 * m))
+        per_layer += 2 * batch * h * s * s  # scores and pattern
+        logits = 3 * batch * s * n  # logits, log-softmax, their gradient
+        return model_cfg.n_layers * per_layer + 2 * batch * s * d + logits + batch * n * d
+
+    state = 4 * model_cfg.n_params()
+    probe_b = train_cfg.probe_batch_size
+    probe = 2 * (activations(probe_b) + probe_b * model_cfg.n_layers * h * s * s)
+    return FLOAT_BYTES * (state + max(activations(b), probe))
+
+
+def variant_chunks(n_variants: int, per_variant_bytes: int, budget_bytes: int | None) -> list[range]:
+    """Split a pack's variant positions into chunks that fit ``budget_bytes`` (trained one
+    after another). No budget (CPU) or a pack that fits: one chunk; never below one variant."""
+    if n_variants < 1:
+        raise ValueError(f"a pack needs at least one variant, got {n_variants}")
+    size = n_variants
+    if budget_bytes is not None and per_variant_bytes > 0:
+        size = max(1, min(n_variants, budget_bytes // per_variant_bytes))
+    return [range(i, min(i + size, n_variants)) for i in range(0, n_variants, size)]
