@@ -19,10 +19,22 @@ console = Console()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_spec(spec_path: Path, database_url: str | None, device: str | None) -> int:
-    """Validate, run and summarise one sweep; returns the process exit code."""
+def run_spec(
+    spec_path: Path,
+    database_url: str | None,
+    *,
+    local: bool = False,
+    device: str | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Validate, run and summarise one sweep; returns the process exit code.
+
+    Default: a local Ray started in-process (or ``ray_address``), one task per pack.
+    ``local``: no Ray, packs one after another in this process on ``device``.
+    """
     from analysis.summary import factor_summary, per_variant
     from service.store import Store
+    from service.sweeps.distributed import run_sweep_ray
     from service.sweeps.local import run_sweep_local
     from service.sweeps.plan import SpecError, plan_packs, plan_variants
     from service.sweeps.spec import load_spec
@@ -35,10 +47,11 @@ def run_spec(spec_path: Path, database_url: str | None, device: str | None) -> i
         return 2
     packs = plan_packs(planned, spec.resources.max_pack_size)
     url = database_url or get_settings().database_url
-    store = Store.open(url)
+    Store.open(url).close()  # refuse an out-of-date schema before anything runs
     steps = planned[0].config["train"]["steps"]
+    where = "in this process" if local else f"on Ray ({ray_address or get_settings().ray_address or 'local'})"
     console.print(f"sweep [bold]{spec.name}[/bold]: {len(planned)} variants in {len(packs)} packs, "
-                  f"{steps} steps each; store {url}")
+                  f"{steps} steps each, {where}; store {url}")
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -53,8 +66,13 @@ def run_spec(spec_path: Path, database_url: str | None, device: str | None) -> i
 
             return on_step
 
-        outcome = run_sweep_local(store, spec, device=device, progress=progress)
+        if local:
+            with Store.open(url) as store:
+                outcome = run_sweep_local(store, spec, device=device, progress=progress)
+        else:
+            outcome = run_sweep_ray(url, spec, ray_address=ray_address, progress=progress)
     elapsed = time.perf_counter() - started
+    store = Store.open(url)
     frame = per_variant(store, outcome.sweep.id, outcome.variants)
     _print_summary(factor_summary(frame, list(spec.factors)))
     console.print(f"sweep {outcome.sweep.id} [bold]{outcome.sweep.status}[/bold] in {elapsed:.0f} s; "
@@ -62,6 +80,7 @@ def run_spec(spec_path: Path, database_url: str | None, device: str | None) -> i
     for v in outcome.failed:
         last = (v.last_error or "").strip().splitlines()[-1:] or ["(no error recorded)"]
         console.print(f"[red]variant {v.id} {v.factors} failed:[/red] {last[0]}")
+    store.close()
     return 1 if outcome.failed else 0
 
 
@@ -81,10 +100,15 @@ def register(app: typer.Typer) -> None:
     def run(
         spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="sweep spec (YAML/JSON)")],
         database_url: DatabaseUrl = None,
-        device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any)")] = None,
+        ray_address: Annotated[str | None, typer.Option(
+            help="existing Ray cluster (default: HEADSPEC_RAY_ADDRESS, else a local Ray)")] = None,
+        local: Annotated[bool, typer.Option(
+            "--local", help="no Ray: train the packs one after another in this process")] = False,
+        device: Annotated[str | None, typer.Option(
+            help="with --local: cpu or cuda (default: cuda if any); on Ray, gpus in the spec")] = None,
     ) -> None:
-        """Run a sweep on this machine, write every head metric to the store, compare levels."""
-        raise typer.Exit(run_spec(spec, database_url, device))
+        """Run a sweep (one Ray task per pack), write every head metric to the store, compare."""
+        raise typer.Exit(run_spec(spec, database_url, local=local, device=device, ray_address=ray_address))
 
     @app.command()
     def demo(database_url: DatabaseUrl = None) -> None:
@@ -93,9 +117,9 @@ def register(app: typer.Typer) -> None:
 
         url = database_url or get_settings().database_url
         schema.upgrade(url, "head")
-        code = run_spec(EXAMPLES / "quickstart.yaml", url, None)
+        code = run_spec(EXAMPLES / "quickstart.yaml", url)
         console.print(
             "Where to look: the store above holds every head metric (variant, step, layer, head, "
-            "metric, value). Not yet in this build: sweeps on Ray, the MLflow mirror, reports."
+            "metric, value). Not yet in this build: the MLflow mirror and HTML reports."
         )
         raise typer.Exit(code)
