@@ -6,6 +6,7 @@ import typer
 
 from service import cli_run
 from service.cli_db import db_app
+from service.cli_mirror import mirror_app, register_ui
 
 app = typer.Typer(
     help="headspec: track how attention heads specialize across many training runs.",
@@ -15,7 +16,9 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 
+app.add_typer(mirror_app, name="mirror")
 cli_run.register(app)
+register_ui(app)
 
 if __name__ == "__main__":
     app()

@@ -77,11 +77,29 @@ def run_spec(
     _print_summary(factor_summary(frame, list(spec.factors)))
     console.print(f"sweep {outcome.sweep.id} [bold]{outcome.sweep.status}[/bold] in {elapsed:.0f} s; "
                   f"head metrics: {store.count_head_metrics(sweep_id=outcome.sweep.id)} rows in {url}")
+    _mirror(store)
     for v in outcome.failed:
         last = (v.last_error or "").strip().splitlines()[-1:] or ["(no error recorded)"]
         console.print(f"[red]variant {v.id} {v.factors} failed:[/red] {last[0]}")
     store.close()
     return 1 if outcome.failed else 0
+
+
+def _mirror(store) -> None:  # type: ignore[no-untyped-def]
+    """Mirror what the sweep wrote to MLflow; what cannot be sent now stays in the outbox."""
+    from service.mirror import drain_to_mlflow
+
+    uri = get_settings().mlflow_tracking_uri
+    with console.status(f"mirroring to MLflow at {uri} ..."):
+        try:
+            result = drain_to_mlflow(store, uri)
+        except Exception as exc:  # the store holds everything; the mirror can catch up later
+            console.print(f"[yellow]MLflow mirror failed ({exc}); run `headspec mirror drain` later[/yellow]")
+            return
+    pending = store.outbox_pending_count()
+    note = f"; {pending} items still queued: run `headspec mirror drain`" if pending else ""
+    console.print(f"MLflow: {result.metrics_logged} metrics mirrored to {uri}{note} "
+                  f"(browse: headspec ui)")
 
 
 def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +138,7 @@ def register(app: typer.Typer) -> None:
         code = run_spec(EXAMPLES / "quickstart.yaml", url)
         console.print(
             "Where to look: the store above holds every head metric (variant, step, layer, head, "
-            "metric, value). Not yet in this build: the MLflow mirror and HTML reports."
+            "metric, value); `headspec ui` opens the MLflow mirror (a parent run per sweep, a child "
+            "run per variant). Not yet in this build: HTML reports and `headspec serve`."
         )
         raise typer.Exit(code)

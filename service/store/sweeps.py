@@ -24,6 +24,7 @@ from service.store.models import (
     NODE_LEN,
     RUN_ID_LEN,
     HeadMetricRow,
+    OutboxRow,
     SweepRow,
     VariantRow,
     utcnow,
@@ -72,6 +73,19 @@ def variant_entity(row: VariantRow) -> Variant:
         started_at=row.started_at,
         finished_at=row.finished_at,
         mlflow_run_id=row.mlflow_run_id,
+    )
+
+
+# Outbox kinds these status changes enqueue (the metric writes enqueue "head_metrics" and
+# "scalar_metrics"); service.mirror consumes all four.
+VARIANT_FINISHED = "variant_finished"
+SWEEP_FINISHED = "sweep_finished"
+
+
+def _outbox_row(kind: str, payload: dict[str, Any]) -> OutboxRow:
+    now = utcnow()
+    return OutboxRow(
+        kind=kind, payload=payload, attempts=0, done=False, created_at=now, available_at=now
     )
 
 
@@ -164,8 +178,10 @@ class SweepsMixin(StoreBase):
         items = [sweep_entity(r) for r in rows[:limit]]
         return Page(items, encode_cursor(items[-1].id) if len(rows) > limit else None)
 
-    def set_sweep_status(self, sweep_id: int, status: str) -> Sweep:
-        """Set the status; ``running`` stamps started_at (once), a terminal one finished_at."""
+    def set_sweep_status(self, sweep_id: int, status: str, *, mirror: bool = True) -> Sweep:
+        """Set the status; ``running`` stamps started_at (once), a terminal one finished_at.
+        With ``mirror``, a terminal status also enqueues a ``sweep_finished`` outbox item
+        (``{"sweep_id", "status"}``) in the same transaction, for the MLflow mirror."""
         status = check_choice(status, "status", SweepStatus)
         with self._session(write=True) as session:
             row = self._sweep_row(session, check_id(sweep_id, "sweep_id"), lock=True)
@@ -175,6 +191,8 @@ class SweepsMixin(StoreBase):
                 row.started_at = now
             if status in TERMINAL_STATUSES:
                 row.finished_at = now
+                if mirror:
+                    session.add(_outbox_row(SWEEP_FINISHED, {"sweep_id": row.id, "status": status}))
             session.flush()
             return sweep_entity(row)
 
@@ -184,6 +202,17 @@ class SweepsMixin(StoreBase):
             row = self._sweep_row(session, check_id(sweep_id, "sweep_id"))
             row.mlflow_run_id = run_id
             session.flush()
+            return sweep_entity(row)
+
+    def swap_sweep_mlflow_run_id(self, sweep_id: int, expected: str | None, run_id: str) -> Sweep:
+        """Compare-and-swap: set the MLflow run id only if it is still ``expected``; returns
+        the sweep as it is afterwards (compare its ``mlflow_run_id`` to see who won)."""
+        check_str(run_id, "run_id", RUN_ID_LEN)
+        with self._session(write=True) as session:
+            row = self._sweep_row(session, check_id(sweep_id, "sweep_id"), lock=True)
+            if row.mlflow_run_id == expected:
+                row.mlflow_run_id = run_id
+                session.flush()
             return sweep_entity(row)
 
     def delete_sweep(self, sweep_id: int) -> None:
@@ -254,16 +283,24 @@ class SweepsMixin(StoreBase):
         return self._update_variants(ids, values)
 
     def finish_variants(
-        self, variant_ids: Sequence[int], status: str, error: str | None = None
+        self,
+        variant_ids: Sequence[int],
+        status: str,
+        error: str | None = None,
+        *,
+        mirror: bool = True,
     ) -> list[Variant]:
         """Mark variants succeeded / failed / cancelled. ``error`` (clipped to 20,000
-        characters) is kept in last_error; a success leaves an earlier error in place."""
+        characters) is kept in last_error; a success leaves an earlier error in place.
+        With ``mirror``, the same transaction enqueues one ``variant_finished`` outbox item
+        (``{"variant_ids": [...], "status"}``) for the MLflow mirror (transactional outbox)."""
         ids = check_ids(variant_ids, "variant_ids")
         status = check_choice(status, "status", TERMINAL_STATUSES & set(VariantStatus))
         values: dict[str, Any] = {"status": status, "finished_at": utcnow()}
         if error is not None:
             values["last_error"] = clip_error(error)
-        return self._update_variants(ids, values)
+        outbox = _outbox_row(VARIANT_FINISHED, {"variant_ids": ids, "status": status}) if mirror else None
+        return self._update_variants(ids, values, outbox=outbox)
 
     def set_variant_status(
         self, variant_ids: Sequence[int], status: str, error: str | None = None
@@ -279,6 +316,26 @@ class SweepsMixin(StoreBase):
         check_str(run_id, "run_id", RUN_ID_LEN)
         return self._update_variants([check_id(variant_id, "variant_id")], {"mlflow_run_id": run_id})[0]
 
+    def swap_variant_mlflow_run_id(self, variant_id: int, expected: str | None, run_id: str) -> Variant:
+        """Compare-and-swap: set the MLflow run id only if it is still ``expected``; returns
+        the variant as it is afterwards. Two mirrors creating a variant's run at once thus
+        agree on one (the loser deletes its own)."""
+        check_str(run_id, "run_id", RUN_ID_LEN)
+        variant_id = check_id(variant_id, "variant_id")
+        current = VariantRow.mlflow_run_id
+        matches = current.is_(None) if expected is None else current == expected
+        with self._session(write=True) as session:
+            session.execute(
+                update(VariantRow)
+                .where(VariantRow.id == variant_id, matches)
+                .values(mlflow_run_id=run_id, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            row = session.get(VariantRow, variant_id, populate_existing=True)
+            if row is None:
+                raise NotFound(f"unknown variant id {variant_id}")
+            return variant_entity(row)
+
     def variant_status_counts(self, sweep_id: int) -> dict[str, int]:
         """``{status: count}`` over a sweep's variants (statuses with no variant omitted)."""
         sweep_id = check_id(sweep_id, "sweep_id")
@@ -291,10 +348,14 @@ class SweepsMixin(StoreBase):
             ).all()
         return {status: int(n) for status, n in rows}
 
-    def _update_variants(self, ids: list[int], values: dict[str, Any]) -> list[Variant]:
+    def _update_variants(
+        self, ids: list[int], values: dict[str, Any], *, outbox: OutboxRow | None = None
+    ) -> list[Variant]:
         values = {**values, "updated_at": utcnow()}
         with self._session(write=True) as session:
             self._require_variants(session, ids)
+            if outbox is not None:
+                session.add(outbox)
             for chunk in chunks(ids):
                 session.execute(
                     update(VariantRow)

@@ -35,11 +35,12 @@ class PlannedVariant:
     index: int
     seed: int
     factors: dict[str, Any]
-    config: dict[str, dict[str, Any]]  # model / data / train / probe, fully resolved
+    config: dict[str, Any]  # model / data / train / probe, fully resolved, and the seed
 
     @property
     def pack_key(self) -> str:
         shared = copy.deepcopy(self.config)
+        shared.pop("seed")
         shared["train"].pop("lr")
         blob = json.dumps(shared, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -97,7 +98,7 @@ def plan_variants(spec: SweepSpec) -> list[PlannedVariant]:
             where = f"variant {factors}" if factors else "base"
             raise SpecError(f"{where}: {exc}") from exc
         for seed in spec.seed_list():
-            variants.append(PlannedVariant(len(variants), seed, dict(factors), config))
+            variants.append(PlannedVariant(len(variants), seed, dict(factors), {**config, "seed": seed}))
     return variants
 
 

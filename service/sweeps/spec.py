@@ -100,7 +100,7 @@ class SweepSpec(BaseModel):
     sampling: Literal["grid", "random"] = "grid"
     samples: int | None = Field(None, ge=1, description="number of random draws (sampling: random)")
     seeds: int | list[int] = Field(1, description="repeats per combination, or the seeds themselves")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=lambda: Resources())
     max_variants: int = Field(DEFAULT_MAX_VARIANTS, ge=1, description="refuse larger sweeps")
 
     @field_validator("factors")

@@ -24,6 +24,7 @@ def test_grid_expands_every_combination_times_seeds():
     assert {(v.factors["model.n_heads"], v.config["model"]["n_heads"]) for v in variants} == {(2, 2), (4, 4)}
     # data defaults follow the model
     assert all(v.config["data"]["vocab_size"] == 128 for v in variants)
+    assert sorted(v.config["seed"] for v in variants) == [0] * 8 + [1] * 8
 
 
 def test_packs_group_variants_that_differ_only_in_seed_and_lr():
