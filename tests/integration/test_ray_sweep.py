@@ -1,6 +1,7 @@
 """Sweeps on a real local Ray (one session for the module), on SQLite and PostgreSQL.
 
-* Every head metric lands exactly once, each variant records the node that trained it,
+* Every head metric lands exactly once (in the store, and in a real `mlflow server` after
+  the mirror drains), each variant records the node that trained it,
   progress reaches the driver, and on PostgreSQL the database never sees more than the
   writers' connections plus the driver's one, with more packs than writers.
 * A pack whose worker is SIGKILLed right after its first checkpoint is retried by Ray and
@@ -29,10 +30,12 @@ import torch
 from sqlalchemy import create_engine, text
 
 import workers.pack_runner as pack_runner
+from service.mirror import drain, open_client
 from service.store import Store, Variant
 from service.sweeps.distributed import run_sweep_ray
 from service.sweeps.plan import plan_packs, plan_variants, resolve_config
 from service.sweeps.spec import SweepSpec
+from tests.integration.mlflow_support import MlflowServer, check_metrics
 from workers.model import ModelConfig
 from workers.pack_runner import PackTask, PackVariant, device_budget, run_pack
 from workers.ray_exec import FAULT_DIR_ENV, connect, shutdown
@@ -118,7 +121,7 @@ class ConnectionCounter(threading.Thread):
 
 
 def test_sweep_on_ray_writes_every_metric_once_with_bounded_connections(
-    database_url: str, fault_dir: Path, tmp_path: Path
+    database_url: str, fault_dir: Path, tmp_path: Path, mlflow_server: MlflowServer
 ) -> None:
     spec = SweepSpec.model_validate(SPEC)
     counter = ConnectionCounter(database_url) if database_url.startswith("postgresql") else None
@@ -155,6 +158,10 @@ def test_sweep_on_ray_writes_every_metric_once_with_bounded_connections(
         counter.engine.dispose()
     with Store.open(database_url) as store:
         assert_exact_rows(store, outcome.variants)
+        # the MLflow mirror (a real `mlflow server`) holds exactly the store's values
+        result = drain(store, open_client(mlflow_server.uri))
+        assert result.failed == 0 and store.outbox_pending_count() == 0
+        check_metrics(store, open_client(mlflow_server.uri), outcome.sweep.id)
 
 
 def test_killed_pack_resumes_from_its_checkpoint_and_a_failing_pack_is_recorded(
