@@ -5,19 +5,9 @@ import pandas as pd
 
 from service.sweeps.local import run_sweep_local
 from service.sweeps.spec import SweepSpec
+from tests.integration.specs import tiny_spec
 
-SPEC = {
-    "name": "tiny",
-    "base": {
-        "model": {"n_layers": 2, "n_heads": 2, "d_model": 16, "vocab_size": 40, "n_ctx": 17,
-                  "attn_only": True},
-        "data": {"families": {"repeated": 1.0}},
-        "train": {"steps": 6, "batch_size": 4, "probe_every": 3, "warmup_steps": 1,
-                  "probe_batch_size": 4},
-    },
-    "factors": {"model.n_heads": [1, 2], "train.lr": [1e-3, 1e-2]},
-    "seeds": 2,
-}
+SPEC = tiny_spec("tiny", factors={"model.n_heads": [1, 2], "train.lr": [1e-3, 1e-2]}, seeds=2)
 
 
 def test_sweep_writes_every_head_metric_exactly_once(store):

@@ -20,18 +20,9 @@ from service.store import NewVariant, Store
 from service.sweeps.local import run_sweep_local
 from service.sweeps.spec import SweepSpec
 from tests.integration.mlflow_support import MlflowServer, check_metrics
+from tests.integration.specs import tiny_spec
 
-SPEC = {
-    "base": {
-        "model": {"n_layers": 2, "n_heads": 2, "d_model": 16, "vocab_size": 40, "n_ctx": 17,
-                  "attn_only": True},
-        "data": {"families": {"repeated": 1.0}},
-        "train": {"steps": 6, "batch_size": 4, "probe_every": 3, "warmup_steps": 1,
-                  "probe_batch_size": 4},
-    },
-    "factors": {"model.n_heads": [1, 2]},
-    "seeds": 2,
-}  # fmt: skip
+SPEC = tiny_spec("mirror", factors={"model.n_heads": [1, 2]}, seeds=2)
 
 
 def _pending_ids(store: Store) -> list[int]:
