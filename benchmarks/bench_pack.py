@@ -14,7 +14,7 @@ Prints variant-steps/s and model TFLOP/s (6·N·tokens + attention, see
 packed/processes. No Ray: it trains packs directly.
 
     .venv/bin/python benchmarks/bench_pack.py --ks 1 8 32 --steps 20      # CPU, a few minutes
-    python benchmarks/bench_pack.py --device cuda --ks 1 8 32 128 512 --steps 300
+    python benchmarks/bench_pack.py --device cuda --compile --ks 1 8 32 128 512 --steps 300
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def train_variants(args: argparse.Namespace, seeds: list[int]) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train_pack(model_cfg, train_cfg, variants, next_batch, prober, _NullSink(), device=device)
+    train_pack(model_cfg, train_cfg, variants, next_batch, prober, _NullSink(), device=device,
+               compile_model=args.compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--max-sequential", type=int, default=4,
                         help="time at most this many variants one after another; the rate is per variant")
     parser.add_argument("--max-processes", type=int, default=16)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads of the in-process modes (each process uses 1)")
     args = parser.parse_args()

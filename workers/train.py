@@ -125,8 +125,13 @@ def train_pack(
     on_checkpoint: Callable[[PackState], None] | None = None,
     checkpoint_every: int | None = None,
     data_rng_state: Callable[[], list] | None = None,
+    compile_model: bool = False,
 ) -> PackedTransformer:
     """Train every variant of the pack for ``train_cfg.steps`` updates.
+
+    ``compile_model`` runs the training forward through ``torch.compile`` (worth it on a
+    GPU, where a small pack is launch-bound); probes always use the plain module, whose hook
+    points the compiled graph does not fire.
 
     ``next_batch(v, batch_size)`` yields variant v's next training tokens. ``resume`` continues
     from a checkpoint (probes already delivered are not repeated); ``on_checkpoint`` receives
@@ -148,6 +153,7 @@ def train_pack(
         start = resume.step
     probe_at = set(train_cfg.probe_steps())
     autocast = device_autocast(device)
+    forward = torch.compile(model) if compile_model else model
 
     def probe(step: int) -> None:
         model.eval()
@@ -161,7 +167,7 @@ def train_pack(
     for step in range(start, train_cfg.steps):
         tokens, mask = _stack_batches(next_batch, len(variants), train_cfg.batch_size, device)
         with autocast:
-            logits = model(tokens)  # [V,B,S,N]
+            logits = forward(tokens)  # [V,B,S,N]
             losses = mean_loss(logits, tokens, mask)  # [V]
         opt.zero_grad()
         losses.sum().backward()
