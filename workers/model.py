@@ -141,7 +141,11 @@ class Attention(_Stacked):
             pattern = self.hook_pattern(scores.float().softmax(dim=-1))  # [V,B,H,Q,K]
             z = pattern.to(val.dtype) @ val  # [V,B,H,Q,E]
         else:
-            z = F.scaled_dot_product_attention(q, k, val, is_causal=True)  # [V,B,H,Q,E]
+            v_, b_, h_, s_, e_ = q.shape  # SDPA's fused kernels take 4-D inputs
+            z = F.scaled_dot_product_attention(
+                q.reshape(v_ * b_, h_, s_, e_), k.reshape(v_ * b_, h_, s_, e_),
+                val.reshape(v_ * b_, h_, s_, e_), is_causal=True,
+            ).view(v_, b_, h_, s_, e_)  # [V,B,H,Q,E]
         z = z * head_mask[:, None, :, None, None].to(z.dtype)  # [V,B,H,Q,E]
         out = torch.einsum("vbhqe,vhed->vbqd", z, self.W_O) + self.b_O[:, None, None]  # [V,B,Q,D]
         return out, pattern
