@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,8 @@ from rich.table import Table
 from service.cli_db import DatabaseUrl
 from service.settings import get_settings
 
-console = Console()
+# piped output is not squeezed to 80 columns: the summary table stays readable in logs
+console = Console() if sys.stdout.isatty() else Console(width=140)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
