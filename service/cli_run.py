@@ -34,7 +34,9 @@ def run_spec(
     Default: a local Ray started in-process (or ``ray_address``), one task per pack.
     ``local``: no Ray, packs one after another in this process on ``device``.
     """
-    from analysis.summary import factor_summary, per_variant
+    from analysis.derived import per_variant_derived
+    from analysis.load import load_variants
+    from analysis.summary import factor_summary
     from service.store import Store
     from service.sweeps.distributed import run_sweep_ray
     from service.sweeps.local import run_sweep_local
@@ -75,7 +77,8 @@ def run_spec(
             outcome = run_sweep_ray(url, spec, ray_address=ray_address, progress=progress)
     elapsed = time.perf_counter() - started
     store = Store.open(url)
-    frame = per_variant(store, outcome.sweep.id, outcome.variants)
+    variants = load_variants(store, outcome.sweep.id, outcome.variants)
+    frame = per_variant_derived(store, outcome.sweep.id, variants)
     _print_summary(factor_summary(frame, list(spec.factors)))
     console.print(f"sweep {outcome.sweep.id} [bold]{outcome.sweep.status}[/bold] in {elapsed:.0f} s; "
                   f"head metrics: {store.count_head_metrics(sweep_id=outcome.sweep.id)} rows in {url}")
