@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
+from analysis.load import sweep_variants
 from service.settings import get_settings
 from service.store import Store, SweepStatus, VariantStatus
 from service.store.db import parse_url
-from service.sweeps.local import ProgressFactory, SweepOutcome, all_variants, create_sweep
+from service.sweeps.local import ProgressFactory, SweepOutcome, create_sweep
 from service.sweeps.spec import SweepSpec
 from workers.pack_runner import PackTask
 from workers.ray_exec import PackFailed, PackHandle, PackProgress, PackResult, PackRun, RayExecutor
@@ -102,7 +103,7 @@ def _run(
         _abandon(store, sweep.id, exc)
         raise
     shutil.rmtree(checkpoints, ignore_errors=True)  # what is left belongs to failed packs
-    variants = all_variants(store, sweep.id)
+    variants = sweep_variants(store, sweep.id)
     failed = any(v.status != VariantStatus.SUCCEEDED for v in variants)
     sweep = store.set_sweep_status(sweep.id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
     return RaySweepOutcome(sweep, variants, results)
@@ -118,7 +119,7 @@ def _absolute_sqlite(url: str) -> str:
 
 def _abandon(store: Store, sweep_id: int, exc: BaseException) -> None:
     """The driver stopped early (interrupt, lost cluster): unfinished variants are cancelled."""
-    unfinished = [v.id for v in all_variants(store, sweep_id)
+    unfinished = [v.id for v in sweep_variants(store, sweep_id)
                   if v.status in (VariantStatus.PENDING, VariantStatus.RUNNING)]
     if unfinished:
         store.finish_variants(unfinished, VariantStatus.CANCELLED, error=f"driver stopped: {exc!r}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from analysis.load import sweep_variants
 from service.store import NewVariant, Store, Sweep, SweepStatus, Variant, VariantStatus
 from service.sweeps.plan import plan_packs, plan_variants
 from service.sweeps.spec import SweepSpec
@@ -76,18 +77,7 @@ def run_sweep_local(
             store.finish_variants(task.variant_ids, VariantStatus.FAILED, error=error)
         else:
             store.finish_variants(task.variant_ids, VariantStatus.SUCCEEDED)
-    variants = all_variants(store, sweep.id)
+    variants = sweep_variants(store, sweep.id)
     failed = any(v.status != VariantStatus.SUCCEEDED for v in variants)
     sweep = store.set_sweep_status(sweep.id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
     return SweepOutcome(sweep, variants)
-
-
-def all_variants(store: Store, sweep_id: int) -> list[Variant]:
-    out: list[Variant] = []
-    cursor = None
-    while True:
-        page = store.list_variants(sweep_id, cursor=cursor, limit=1000)
-        out.extend(page.items)
-        if page.next_cursor is None:
-            return out
-        cursor = page.next_cursor
