@@ -68,15 +68,7 @@ class MetricsReadMixin(StoreBase):
                 stmt = stmt.where(_HM.metric_id.in_(all_ids))
             stmt = self._head_filters(session, stmt, step_min, step_max, metrics, layer, head)
             order = (_HM.metric_id, _HM.step, _HM.layer, _HM.head)
-            if after is not None:
-                stmt = stmt.where(tuple_(*order) > tuple_(*after))
-            rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
-            items = self._head_entities(session, rows[:limit])
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last.metric_id, last.step, last.layer, last.head)
-        return Page(items, next_cursor)
+            return self._head_page(session, stmt, order, after, limit)
 
     def list_sweep_head_metrics(
         self,
@@ -99,14 +91,21 @@ class MetricsReadMixin(StoreBase):
             stmt = self._variant_scope(session, select(_HM), _HM.variant_id, None, sweep_id)
             stmt = self._head_filters(session, stmt, step_min, step_max, [metric], layer, head)
             order = (_HM.variant_id, _HM.step, _HM.layer, _HM.head)
-            if after is not None:
-                stmt = stmt.where(tuple_(*order) > tuple_(*after))
-            rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
-            items = self._head_entities(session, rows[:limit])
+            return self._head_page(session, stmt, order, after, limit)
+
+    def _head_page(
+        self, session: Session, stmt: Select, order: tuple, after: Sequence[Any] | None, limit: int
+    ) -> Page[HeadMetric]:
+        """Keyset paging over ``order`` (a prefix-free tuple of columns): the page after the
+        cursor's key, and the cursor of its last row when more rows follow."""
+        if after is not None:
+            stmt = stmt.where(tuple_(*order) > tuple_(*after))
+        rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+        items = self._head_entities(session, rows[:limit])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = encode_cursor(last.variant_id, last.step, last.layer, last.head)
+            next_cursor = encode_cursor(*(getattr(last, column.key) for column in order))
         return Page(items, next_cursor)
 
     def read_head_metric_columns(
