@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,10 +237,7 @@ def _finish_variant(layout: MlflowLayout, variant_id: int) -> None:
         with tempfile.TemporaryDirectory(prefix="headspec-mirror-") as tmp:
             path = write_role_map(Path(tmp) / ROLE_MAP_ARTIFACT, role, specialization, title=title)
             layout.client.log_artifact(run_id, str(path))
-    status = RUN_STATUS.get(variant.status)
-    if status is not None:
-        end = millis(variant.finished_at) if variant.finished_at else None
-        layout.client.set_terminated(run_id, status, end_time=end)
+    _terminate(layout, run_id, variant.status, variant.finished_at)
 
 
 def _finish_sweep(layout: MlflowLayout, sweep_id: int) -> None:
@@ -248,10 +246,15 @@ def _finish_sweep(layout: MlflowLayout, sweep_id: int) -> None:
         run_id = layout.sweep_run(sweep_id)
     except NotFound:
         return
-    status = RUN_STATUS.get(sweep.status)
-    if status is not None:
-        end = millis(sweep.finished_at) if sweep.finished_at else None
-        layout.client.set_terminated(run_id, status, end_time=end)
+    _terminate(layout, run_id, sweep.status, sweep.finished_at)
+
+
+def _terminate(layout: MlflowLayout, run_id: str, status: str, finished_at: datetime | None) -> None:
+    """End an MLflow run with the status matching headspec's (non-terminal ones leave it open)."""
+    run_status = RUN_STATUS.get(status)
+    if run_status is not None:
+        end = millis(finished_at) if finished_at else None
+        layout.client.set_terminated(run_id, run_status, end_time=end)
 
 
 def _role_maps(store: Store, variant: Variant) -> tuple[int, np.ndarray, np.ndarray] | None:
