@@ -5,13 +5,12 @@
 
 Every filter is pushed down to SQL through the store's read functions (no SQL here):
 sweep, metric names and step range go straight to ``Store.read_head_metric_columns``.
-``last_step_only`` (each variant's last probe step) is pushed down in two phases: first one
-metric of one head (layer 0, head 0) across steps, a tiny read that gives every variant's
-last step; then the full read restricted to ``[min, max]`` of those last steps (a single step
-when all variants stopped at the same step, the usual case), trimmed to each variant's own
-last step in pandas. Without ``metrics`` there is no metric to probe with, so the whole step
-range is read and trimmed in pandas. (A store function ``last_head_metric_steps(sweep_id)``
-would make this one query; the store does not have one yet.)
+``last_step_only`` (each variant's last probe step) is pushed down in two phases: first
+``Store.last_head_metric_steps`` (one grouped query) gives every variant's last step of the
+first metric; then the full read is restricted to ``[min, max]`` of those last steps (a single
+step when all variants stopped at the same step, the usual case) and trimmed to each variant's
+own last step in pandas. Without ``metrics`` there is no metric to ask about, so the whole
+step range is read and trimmed in pandas.
 """
 
 from __future__ import annotations
@@ -92,7 +91,7 @@ def load_head_metrics(
     ``variants`` is a frame from :func:`load_variants`, to avoid reading it twice."""
     metrics = list(metrics) if metrics is not None else None
     if last_step_only and metrics:
-        last = last_probe_steps(store, sweep_id, metrics[0], step_min=step_min, step_max=step_max)
+        last = store.last_head_metric_steps(sweep_id, metrics[0], step_min=step_min, step_max=step_max)
         if not last:
             return _join(_empty_heads(), store, sweep_id, variants)
         step_min, step_max = min(last.values()), max(last.values())
@@ -125,24 +124,6 @@ def load_scalar_metrics(
     if last_step_only and not frame.empty:
         frame = frame[frame["step"] == frame.groupby(["variant_id", "name"])["step"].transform("max")]
     return _join(frame.reset_index(drop=True), store, sweep_id, variants)
-
-
-def last_probe_steps(
-    store: Store, sweep_id: int, metric: str, *, step_min: int | None = None, step_max: int | None = None
-) -> dict[int, int]:
-    """Each variant's last step with ``metric`` recorded (for head 0 of layer 0)."""
-    last: dict[int, int] = {}
-    cursor: str | None = None
-    while True:
-        page = store.list_sweep_head_metrics(
-            sweep_id, metric, step_min=step_min, step_max=step_max, layer=0, head=0,
-            cursor=cursor, limit=5000,
-        )
-        for m in page.items:
-            last[m.variant_id] = max(m.step, last.get(m.variant_id, m.step))
-        if page.next_cursor is None:
-            return last
-        cursor = page.next_cursor
 
 
 def _join(frame: pd.DataFrame, store: Store, sweep_id: int, variants: pd.DataFrame | None) -> pd.DataFrame:

@@ -13,8 +13,10 @@ Only this package touches SQLAlchemy models; everything it returns is a frozen e
 
 from service.store.columns import head_metric_grid
 from service.store.entities import (
+    ApiToken,
     FiringStatus,
     HeadMetric,
+    HeadPatterns,
     NewVariant,
     OutboxItem,
     Page,
@@ -39,9 +41,11 @@ from service.store.errors import (
 from service.store.store import Store
 
 __all__ = [
+    "ApiToken",
     "Conflict",
     "FiringStatus",
     "HeadMetric",
+    "HeadPatterns",
     "InvalidInput",
     "NewVariant",
     "NotFound",

@@ -167,6 +167,29 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class HeadPatterns:
+    """A variant's attention patterns ``[B, L, H, Q, K]`` (float32) at probe ``step`` on the
+    first B examples of its probe batch; runs with the same ``batch_key`` saw the same tokens."""
+
+    variant_id: int
+    step: int
+    batch_key: str
+    patterns: Any  # numpy.ndarray [B, L, H, Q, K]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A REST API token's record; the token itself is never stored."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a keyset-paged listing. Pass ``next_cursor`` back as ``cursor`` to get
     the following page; it is ``None`` on the last page. Cursors are opaque strings."""

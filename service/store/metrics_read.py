@@ -164,6 +164,17 @@ class MetricsReadMixin(StoreBase):
         out = [ScalarMetric(variant_id, s, n, v) for s, n, v in records]
         return sorted(out, key=lambda m: (m.name, m.step))
 
+    def last_head_metric_steps(
+        self, sweep_id: int, metric: str, *, step_min: int | None = None, step_max: int | None = None
+    ) -> dict[int, int]:
+        """Each variant's last step (within the range) at which ``metric`` was recorded for
+        any head: ``{variant_id: step}``. One grouped query on the primary key's prefix."""
+        with self._session() as session:
+            stmt = select(_HM.variant_id, func.max(_HM.step))
+            stmt = self._variant_scope(session, stmt, _HM.variant_id, None, sweep_id)
+            stmt = self._head_filters(session, stmt, step_min, step_max, [metric], None, None)
+            return {int(v): int(s) for v, s in session.execute(stmt.group_by(_HM.variant_id))}
+
     def count_head_metrics(
         self, *, variant_ids: Sequence[int] | None = None, sweep_id: int | None = None
     ) -> int:

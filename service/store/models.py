@@ -31,6 +31,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -61,6 +62,9 @@ TIMEZONE_LEN = 64
 PATH_LEN = 1024
 RUN_ID_LEN = 64
 DEDUPE_KEY_LEN = 200
+BATCH_KEY_LEN = 64
+TOKEN_HASH_LEN = 64  # hex sha256
+TOKEN_PREFIX_LEN = 16
 
 
 def utcnow() -> datetime:
@@ -167,6 +171,34 @@ class ScalarMetricRow(Base):
     metric_id: Mapped[int] = mapped_column(SmallInteger, ForeignKey("metric_names.id"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Double)
+
+
+class HeadPatternsRow(Base):
+    """A variant's attention patterns at its last probe, on the first examples of its probe
+    batch: what cross-run head matching compares (compressed float16, see patterns.py)."""
+
+    __tablename__ = "head_patterns"
+
+    variant_id: Mapped[int] = mapped_column(ForeignKey("variants.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    batch_key: Mapped[str] = mapped_column(String(BATCH_KEY_LEN), index=True)
+    shape: Mapped[Any] = mapped_column(JSONType)  # [B, L, H, Q, K]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the REST API. Only its sha256 is stored, never the token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), unique=True)
+    prefix: Mapped[str] = mapped_column(String(TOKEN_PREFIX_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class StudyRow(Base):

@@ -9,18 +9,24 @@ from service.store.firings import FiringsMixin
 from service.store.metrics_read import MetricsReadMixin
 from service.store.metrics_write import MetricsWriteMixin
 from service.store.outbox import OutboxMixin
+from service.store.patterns import PatternsMixin
 from service.store.schema import check_schema
 from service.store.studies import StudiesMixin
 from service.store.sweeps import SweepsMixin
+from service.store.tokens import TokensMixin
 
 
-class Store(SweepsMixin, MetricsWriteMixin, MetricsReadMixin, StudiesMixin, FiringsMixin, OutboxMixin):
+class Store(
+    SweepsMixin, MetricsWriteMixin, MetricsReadMixin, PatternsMixin, StudiesMixin, FiringsMixin, OutboxMixin,
+    TokensMixin,
+):
     """Reads and writes the SQL store; returns frozen entities, never ORM objects.
 
     Thread-safe: every method runs in its own short transaction from the engine's pool.
     Methods by module: sweeps.py (sweeps, variants), metrics_write.py / metrics_read.py
     (head and scalar metrics), studies.py (studies, the firing claim, leases), firings.py
-    (firings), outbox.py (MLflow outbox, reports).
+    (firings), outbox.py (MLflow outbox, reports), patterns.py (attention patterns for head
+    matching), tokens.py (REST API token hashes).
     """
 
     @classmethod
