@@ -25,9 +25,9 @@ import torch
 
 from analysis.load import sweep_variants
 from service.settings import get_settings
-from service.store import Store, SweepStatus, VariantStatus
+from service.store import Store, Sweep, SweepStatus, VariantStatus
 from service.store.db import parse_url
-from service.sweeps.local import ProgressFactory, SweepOutcome, create_sweep
+from service.sweeps.local import ProgressFactory, SweepOutcome, create_sweep, finish_sweep, unfinished_tasks
 from service.sweeps.spec import SweepSpec
 from workers.pack_runner import PackTask
 from workers.ray_exec import PackFailed, PackHandle, PackProgress, PackResult, PackRun, RayExecutor
@@ -45,7 +45,7 @@ class RaySweepOutcome(SweepOutcome):
 
 def run_sweep_ray(
     store_url: str,
-    spec: SweepSpec,
+    spec: SweepSpec | int,
     *,
     ray_address: str | None = None,
     progress: ProgressFactory | None = None,
@@ -55,7 +55,8 @@ def run_sweep_ray(
     num_cpus: int | None = None,
     poll_s: float = 0.5,
 ) -> RaySweepOutcome:
-    """Run ``spec`` on Ray and return the finished sweep with its variants.
+    """Run ``spec`` on Ray and return the finished sweep with its variants. Given a sweep id
+    instead, run that recorded sweep's unfinished packs (a driver restarted or submitted later).
 
     Defaults come from the settings: ``ray_address`` (unset: local Ray), ``writers``,
     ``checkpoint_every`` (0: no checkpoints), ``artifact_dir`` (checkpoints go to
@@ -72,8 +73,14 @@ def run_sweep_ray(
         executor = RayExecutor(store_url, writers=writers if writers is not None else settings.writers,
                                address=ray_address or settings.ray_address, num_cpus=num_cpus)
         try:
-            executor.check_resources(spec.resources.cpus, spec.resources.gpus)
-            return _run(store, executor, spec, root, every or None, progress, poll_s)
+            if isinstance(spec, SweepSpec):
+                executor.check_resources(spec.resources.cpus, spec.resources.gpus)
+                sweep, _, tasks = create_sweep(store, spec)
+            else:
+                sweep, tasks = unfinished_tasks(store, spec)
+                resources = SweepSpec.model_validate(sweep.spec).resources
+                executor.check_resources(resources.cpus, resources.gpus)
+            return _run(store, executor, sweep, tasks, root, every or None, progress, poll_s)
         finally:
             executor.close()
 
@@ -81,17 +88,17 @@ def run_sweep_ray(
 def _run(
     store: Store,
     executor: RayExecutor,
-    spec: SweepSpec,
+    sweep: Sweep,
+    tasks: list[PackTask],
     root: Path,
     checkpoint_every: int | None,
     progress: ProgressFactory | None,
     poll_s: float,
 ) -> RaySweepOutcome:
-    sweep, _, tasks = create_sweep(store, spec)
     checkpoints = root / "checkpoints" / str(sweep.id)
     run = PackRun(str(checkpoints), checkpoint_every)
     store.set_sweep_status(sweep.id, SweepStatus.RUNNING)
-    resources = spec.resources
+    resources = SweepSpec.model_validate(sweep.spec).resources
     try:
         handles = [
             executor.submit(i, task, run, cpus=resources.cpus, gpus=resources.gpus,
@@ -103,10 +110,8 @@ def _run(
         _abandon(store, sweep.id, exc)
         raise
     shutil.rmtree(checkpoints, ignore_errors=True)  # what is left belongs to failed packs
-    variants = sweep_variants(store, sweep.id)
-    failed = any(v.status != VariantStatus.SUCCEEDED for v in variants)
-    sweep = store.set_sweep_status(sweep.id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
-    return RaySweepOutcome(sweep, variants, results)
+    outcome = finish_sweep(store, sweep.id)
+    return RaySweepOutcome(outcome.sweep, outcome.variants, results)
 
 
 def _absolute_sqlite(url: str) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from analysis.load import sweep_variants
 from service.store import NewVariant, Store, Sweep, SweepStatus, Variant, VariantStatus
-from service.sweeps.plan import plan_packs, plan_variants
+from service.sweeps.plan import PlannedVariant, plan_packs, plan_variants
 from service.sweeps.spec import SweepSpec
 from workers.pack_runner import PackTask, PackVariant, run_pack
 
@@ -41,30 +41,50 @@ def create_sweep(store: Store, spec: SweepSpec) -> tuple[Sweep, list[Variant], l
         spec.model_dump(mode="json"),
         [NewVariant(factors=v.factors, config=v.config, pack_key=v.pack_key) for v in planned],
     )
+    return sweep, variants, pack_tasks(sweep, variants)
+
+
+def pack_tasks(sweep: Sweep, variants: list[Variant]) -> list[PackTask]:
+    """The packs of a recorded sweep, from its stored spec and variants (the same packs
+    ``create_sweep`` built: grouping depends only on the variants' configs)."""
+    spec = SweepSpec.model_validate(sweep.spec)
+    by_index = {v.index: v for v in variants}
+    planned = [PlannedVariant(v.index, int(v.config["seed"]), dict(v.factors), v.config)
+               for v in sorted(variants, key=lambda v: v.index)]
     tasks = []
     for pack in plan_packs(planned, spec.resources.max_pack_size):
-        members = [planned[i] for i in pack.variant_indices]
-        tasks.append(
-            PackTask(
-                pack_key=pack.key,
-                config=members[0].config,
-                variants=tuple(
-                    PackVariant(variants[p.index].id, p.seed, p.config["train"]["lr"]) for p in members
-                ),
-            )
-        )
-    return sweep, variants, tasks
+        members = [by_index[i] for i in pack.variant_indices]
+        tasks.append(PackTask(
+            pack_key=pack.key,
+            config={k: members[0].config[k] for k in ("model", "data", "train", "probe")},
+            variants=tuple(PackVariant(v.id, int(v.config["seed"]), float(v.config["train"]["lr"]))
+                           for v in members),
+        ))
+    return tasks
+
+
+def unfinished_tasks(store: Store, sweep_id: int) -> tuple[Sweep, list[PackTask]]:
+    """A recorded sweep's packs that still have work: every pack with a variant that has not
+    succeeded (a restarted driver re-runs those, resuming from their checkpoints)."""
+    sweep = store.get_sweep(sweep_id)
+    variants = sweep_variants(store, sweep_id)
+    done = {v.id for v in variants if v.status == VariantStatus.SUCCEEDED}
+    return sweep, [t for t in pack_tasks(sweep, variants) if not set(t.variant_ids) <= done]
 
 
 def run_sweep_local(
     store: Store,
-    spec: SweepSpec,
+    spec: SweepSpec | int,
     *,
     device: str | None = None,
     progress: ProgressFactory | None = None,
 ) -> SweepOutcome:
+    """Run a new sweep from ``spec``, or the unfinished packs of recorded sweep ``spec`` (an id)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    sweep, _, tasks = create_sweep(store, spec)
+    if isinstance(spec, SweepSpec):
+        sweep, _, tasks = create_sweep(store, spec)
+    else:
+        sweep, tasks = unfinished_tasks(store, spec)
     store.set_sweep_status(sweep.id, SweepStatus.RUNNING)
     node = socket.gethostname()
     for i, task in enumerate(tasks):
@@ -77,7 +97,12 @@ def run_sweep_local(
             store.finish_variants(task.variant_ids, VariantStatus.FAILED, error=error)
         else:
             store.finish_variants(task.variant_ids, VariantStatus.SUCCEEDED)
-    variants = sweep_variants(store, sweep.id)
+    return finish_sweep(store, sweep.id)
+
+
+def finish_sweep(store: Store, sweep_id: int) -> SweepOutcome:
+    """Record the sweep's end: ``failed`` if any variant did not succeed, else ``succeeded``."""
+    variants = sweep_variants(store, sweep_id)
     failed = any(v.status != VariantStatus.SUCCEEDED for v in variants)
-    sweep = store.set_sweep_status(sweep.id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
+    sweep = store.set_sweep_status(sweep_id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
     return SweepOutcome(sweep, variants)

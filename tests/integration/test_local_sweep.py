@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from service.sweeps.local import run_sweep_local
+from service.sweeps.local import create_sweep, pack_tasks, run_sweep_local
 from service.sweeps.spec import SweepSpec
 from tests.integration.specs import tiny_spec
 
@@ -43,3 +43,23 @@ def test_variants_with_the_same_seed_and_config_agree_across_packs(store):
     a = store.read_head_metric_columns(variant_ids=[packed.variants[1].id], metrics=["entropy"])
     b = store.read_head_metric_columns(variant_ids=[single.variants[0].id], metrics=["entropy"])
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_recorded_sweep_runs_by_id_and_a_rerun_only_finishes_what_is_left(store):
+    """What a submitted sweep's driver does: the API records the sweep, the driver runs it by
+    id; a restarted driver runs only the packs that have not succeeded, writing nothing twice."""
+    spec = SweepSpec.model_validate(SPEC)
+    sweep, variants, tasks = create_sweep(store, spec)
+    assert store.get_sweep(sweep.id).status == "pending"
+    first = tasks[0].variant_ids
+    store.finish_variants(first, "succeeded")  # as if a first driver finished one pack
+    outcome = run_sweep_local(store, sweep.id, device="cpu")
+    assert outcome.sweep.status == "succeeded" and not outcome.failed
+    assert store.count_head_metrics(variant_ids=first) == 0  # that pack was not run again
+    rows = store.count_head_metrics(sweep_id=sweep.id)
+    assert rows > 0
+    again = run_sweep_local(store, sweep.id, device="cpu")  # nothing left to run
+    assert again.sweep.status == "succeeded"
+    assert store.count_head_metrics(sweep_id=sweep.id) == rows
+    assert [t.variant_ids for t in pack_tasks(store.get_sweep(sweep.id), variants)] == \
+        [t.variant_ids for t in tasks]
