@@ -15,6 +15,7 @@ from rich.table import Table
 
 from service.cli_db import DatabaseUrl
 from service.settings import get_settings
+from service.sweeps.spec import SweepSpec
 
 # piped output is not squeezed to 80 columns: the summary table stays readable in logs
 console = Console() if sys.stdout.isatty() else Console(width=140)
@@ -34,12 +35,6 @@ def run_spec(
     Default: a local Ray started in-process (or ``ray_address``), one task per pack.
     ``local``: no Ray, packs one after another in this process on ``device``.
     """
-    from analysis.derived import per_variant_derived
-    from analysis.load import load_variants
-    from analysis.summary import factor_summary
-    from service.store import Store
-    from service.sweeps.distributed import run_sweep_ray
-    from service.sweeps.local import run_sweep_local
     from service.sweeps.plan import SpecError, plan_packs, plan_variants
     from service.sweeps.spec import load_spec
 
@@ -51,11 +46,32 @@ def run_spec(
         return 2
     packs = plan_packs(planned, spec.resources.max_pack_size)
     url = database_url or get_settings().database_url
-    Store.open(url).close()  # refuse an out-of-date schema before anything runs
     steps = planned[0].config["train"]["steps"]
-    where = "in this process" if local else f"on Ray ({ray_address or get_settings().ray_address or 'local'})"
     console.print(f"sweep [bold]{spec.name}[/bold]: {len(planned)} variants in {len(packs)} packs, "
-                  f"{steps} steps each, {where}; store {url}")
+                  f"{steps} steps each")
+    return execute(spec, url, local=local, device=device, ray_address=ray_address)
+
+
+def execute(
+    spec: SweepSpec | int,
+    url: str,
+    *,
+    local: bool = False,
+    device: str | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Run a new sweep (a spec) or a recorded one's unfinished packs (an id) with progress,
+    then print the comparison and mirror to MLflow; returns the exit code."""
+    from analysis.derived import per_variant_derived
+    from analysis.load import load_variants
+    from analysis.summary import factor_summary
+    from service.store import Store
+    from service.sweeps.distributed import run_sweep_ray
+    from service.sweeps.local import run_sweep_local
+
+    Store.open(url).close()  # refuse an out-of-date schema before anything runs
+    where = "in this process" if local else f"on Ray ({ray_address or get_settings().ray_address or 'local'})"
+    console.print(f"running {where}; store {url}")
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -79,7 +95,8 @@ def run_spec(
     store = Store.open(url)
     variants = load_variants(store, outcome.sweep.id, outcome.variants)
     frame = per_variant_derived(store, outcome.sweep.id, variants)
-    _print_summary(factor_summary(frame, list(spec.factors)))
+    factors = list(SweepSpec.model_validate(outcome.sweep.spec).factors)
+    _print_summary(factor_summary(frame, factors))
     console.print(f"sweep {outcome.sweep.id} [bold]{outcome.sweep.status}[/bold] in {elapsed:.0f} s; "
                   f"head metrics: {store.count_head_metrics(sweep_id=outcome.sweep.id)} rows in {url}")
     _mirror(store)
@@ -132,6 +149,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a sweep (one Ray task per pack), write every head metric to the store, compare."""
         raise typer.Exit(run_spec(spec, database_url, local=local, device=device, ray_address=ray_address))
+
+    @app.command(hidden=True)
+    def driver(
+        sweep_id: Annotated[int, typer.Argument(help="id of a recorded sweep")],
+        database_url: DatabaseUrl = None,
+        ray_address: Annotated[str | None, typer.Option(
+            help="existing Ray cluster (default: HEADSPEC_RAY_ADDRESS, else a local Ray)")] = None,
+        local: Annotated[bool, typer.Option("--local", help="no Ray: packs in this process")] = False,
+    ) -> None:
+        """Run a recorded sweep's unfinished packs: what `headspec serve` and Ray Jobs start."""
+        url = database_url or get_settings().database_url
+        raise typer.Exit(execute(sweep_id, url, local=local, ray_address=ray_address))
 
     @app.command()
     def demo(database_url: DatabaseUrl = None) -> None:
