@@ -8,6 +8,7 @@ store in the working directory, a local Ray started in-process.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,50 @@ class Settings(BaseSettings):
         ge=0,
         description="Training steps between a pack's checkpoints on Ray (0: none); a retried "
         "pack resumes from its last one",
+    )
+
+    # -- the service (`headspec serve`) and its clients ------------------------------------
+    service_url: str = Field(
+        default="http://127.0.0.1:8600",
+        description="Where the CLI's sweep/study commands find `headspec serve`",
+    )
+    api_token: str | None = Field(
+        default=None,
+        description="Bearer token the CLI sends to the service (create one: `headspec token create`)",
+    )
+    api_auth: bool = Field(
+        default=True,
+        description="Require bearer tokens; false only for local embedded use (serve refuses a "
+        "non-loopback host without tokens)",
+    )
+    api_read_open: bool = Field(
+        default=False,
+        description="Let read endpoints (GET) through without a token; writes always need one",
+    )
+    launcher: Literal["embedded", "ray-jobs"] = Field(
+        default="embedded",
+        description="Who runs a submitted sweep's driver: a child process of `headspec serve` "
+        "(embedded) or a Ray Job on the cluster at ray_dashboard_address",
+    )
+    ray_dashboard_address: str | None = Field(
+        default=None,
+        description="Ray Jobs API of the cluster (http://head:8265), for launcher=ray-jobs",
+    )
+    driver_local: bool = Field(
+        default=False,
+        description="Embedded drivers train packs in their own process instead of a local Ray",
+    )
+    scheduler_enabled: bool = Field(
+        default=True,
+        description="Run the study scheduler inside `headspec serve` (any number of replicas)",
+    )
+    scheduler_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the scheduler looks for due studies"
+    )
+    scheduler_lease_seconds: float = Field(
+        default=300.0, gt=0,
+        description="How long a replica holds a study's firing without renewing it before "
+        "another replica may take the firing over",
     )
 
 
