@@ -51,7 +51,7 @@ def level_summary(
     rng = np.random.default_rng(rng_seed)
     rows = []
     for level, vals in units(frame, factor, value).items():
-        low, high = _interval(_boot_means(vals, n_boot, rng), ci) if len(vals) >= 2 else (np.nan, np.nan)
+        low, high = interval(boot_means(vals, n_boot, rng), ci) if len(vals) >= 2 else (np.nan, np.nan)
         rows.append({"factor": factor, "level": level, "n_units": len(vals), "mean": float(vals.mean()),
                      "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["factor", "level", "n_units", "mean", "ci_low", "ci_high"])
@@ -68,7 +68,7 @@ def effect_sizes(
     for (a, va), (b, vb) in combinations(units(frame, factor, value).items(), 2):
         diff = float(vb.mean() - va.mean())
         if len(va) >= 2 and len(vb) >= 2:
-            low, high = _interval(_boot_means(vb, n_boot, rng) - _boot_means(va, n_boot, rng), ci)
+            low, high = interval(boot_means(vb, n_boot, rng) - boot_means(va, n_boot, rng), ci)
             pooled = np.sqrt(((len(va) - 1) * va.var(ddof=1) + (len(vb) - 1) * vb.var(ddof=1))
                              / (len(va) + len(vb) - 2))
             d = diff / pooled if pooled > 0 else np.nan
@@ -100,13 +100,13 @@ def _require(frame: pd.DataFrame, factor: str, value: str) -> None:
         raise KeyError(f"no value column {value!r}")
 
 
-def _boot_means(vals: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def boot_means(vals: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     picks = rng.integers(0, len(vals), size=(n_boot, len(vals)))
     means: np.ndarray = vals[picks].mean(axis=1)
     return means
 
 
-def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
+def interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     tail = (1.0 - ci) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
     return float(low), float(high)

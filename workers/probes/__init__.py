@@ -2,19 +2,19 @@
 
 Modules: ``patterns`` (metrics of attention patterns and tokens), ``detectors`` (metrics
 that need ground truth: dependency arcs, keywords), ``model_probes`` (importance, ablation,
-language selectivity, ICL score), ``matching`` (JS distance, Hungarian head matching),
+language selectivity, ICL score), ``analysis.matching`` (JS distance, Hungarian head matching; re-exported),
 ``roles`` (role, specialization index, emergence), ``records`` (tidy rows for the store),
 ``pack`` (probe a whole pack at once), ``settings`` (every flag and threshold, in one place).
 """
 
-from workers.probes.detectors import keyword_scores, syntactic_scores
-from workers.probes.matching import (
+from analysis.matching import (
     HeadMatching,
     cross_run_matching,
     js_distance,
     js_matrix,
     match_heads,
 )
+from workers.probes.detectors import keyword_scores, syntactic_scores
 from workers.probes.model_probes import (
     ablation_losses,
     ablation_scores,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from analysis.matching import visible_keys
 from workers.probes.settings import ProbeSettings
 
 DETECTION_METRICS = ("prev_token", "duplicate_token", "induction")
@@ -60,11 +61,6 @@ def as_pack(
             raise ValueError(f"tokens {tuple(tokens.shape)} do not match patterns {patterns.shape}")
         tokens = tokens.to(patterns.device).expand(V, B, tokens.shape[-1])  # [V, B, S]
     return patterns, tokens, single
-
-
-def visible_keys(n_query: int, n_key: int, device: torch.device | None = None) -> torch.Tensor:
-    """Number of keys each query row sees under the causal mask: ``[Q]`` int64."""
-    return torch.arange(n_query, device=device) + (n_key - n_query) + 1  # [Q]
 
 
 def detection_patterns(tokens: torch.Tensor) -> dict[str, torch.Tensor]:

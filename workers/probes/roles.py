@@ -38,13 +38,11 @@ SI = 0 when no role reaches half its threshold (uniform head) or the top two are
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from analysis.emergence import Emergence, emergence_step
 from workers.probes.settings import SPECIALIZATION_INDEX_VERSION, RoleThresholds
 
 ROLES = (
@@ -159,48 +157,6 @@ def specialization_index(
     s = (2 * specific - 1).clamp(0, 1)  # [..., L, H, 7]
     top2 = s.topk(2, dim=-1).values  # [..., L, H, 2]
     return top2[..., 0] - top2[..., 1]  # [..., L, H]
-
-
-@dataclass(frozen=True)
-class Emergence:
-    """When a role score crossed its threshold for good, and how sharply.
-
-    ``jump`` is the score change over the probe interval that ends at ``step``;
-    ``jump_fraction`` is ``jump`` over the total rise (highest score of the series minus
-    the lowest before ``step``), in (0, 1]; ``abrupt`` when it is ≥ ``abrupt_fraction``.
-    All three are None when the score was already above threshold at the first probe.
-    """
-
-    step: int
-    jump: float | None
-    jump_fraction: float | None
-    abrupt: bool | None
-
-
-def emergence_step(
-    steps: Sequence[int],
-    scores: Sequence[float] | np.ndarray,
-    threshold: float,
-    abrupt_fraction: float = 0.5,
-) -> Emergence | None:
-    """The first probe step from which the score stays ≥ threshold; None if it never does."""
-    values = np.asarray(scores, dtype=np.float64)
-    if len(steps) != len(values):
-        raise ValueError("steps and scores must have the same length")
-    if values.size == 0:
-        return None
-    above = np.nan_to_num(values, nan=-math.inf) >= threshold
-    if not above[-1]:
-        return None
-    below = np.flatnonzero(~above)
-    first = int(below[-1]) + 1 if below.size else 0
-    if first == 0:
-        return Emergence(int(steps[0]), None, None, None)
-    jump = float(values[first] - values[first - 1])
-    rise = float(np.nanmax(values) - np.nanmin(values[:first]))
-    fraction = jump / rise if rise > 0 and math.isfinite(jump) else None
-    abrupt = None if fraction is None else fraction >= abrupt_fraction
-    return Emergence(int(steps[first]), jump, fraction, abrupt)
 
 
 def role_emergence(

@@ -9,6 +9,8 @@ sequence length and the two readings coincide.
 
 Heads have no identity across runs: evaluate both runs on the same fixed probe batch, build
 the cross-run matrix, and match heads with the Hungarian algorithm (``match_heads``).
+Analysis matches stored runs this way (:mod:`analysis.head_tracking`); ``workers.probes``
+re-exports these functions for within-run use.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from workers.probes.patterns import visible_keys
+
+def visible_keys(n_query: int, n_key: int, device: torch.device | None = None) -> torch.Tensor:
+    """Keys each query row sees under the causal mask: ``[Q]`` int64 (queries are the last Q
+    of K positions)."""
+    return torch.arange(n_query, device=device) + (n_key - n_query) + 1  # [Q]
+
 
 # elements of one [N_a, N_b, q_chunk, K] mixture block; bounds memory (~64 MiB in float32)
 _BLOCK_ELEMENTS = 1 << 24
