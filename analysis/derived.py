@@ -98,16 +98,25 @@ def derive(heads: pd.DataFrame, scalars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+EMERGENCE_PREFIX = "emergence."
+
+
 def available_metrics(store: Store) -> list[str]:
-    """What :func:`per_variant_metric` accepts: derived quantities, then stored metric names."""
-    return [*DERIVED, *(m for m in store.metric_names() if m not in DERIVED)]
+    """What :func:`per_variant_metric` accepts: derived quantities, each role's emergence step
+    (``emergence.<role>``), then stored metric names."""
+    from analysis.emergence import ROLE_SCORE
+
+    known = store.metric_names()
+    emergence = [f"{EMERGENCE_PREFIX}{r}" for r, (metric, _) in ROLE_SCORE.items() if metric in known]
+    return [*DERIVED, *emergence, *(m for m in known if m not in DERIVED)]
 
 
 def per_variant_metric(
     store: Store, sweep_id: int, metric: str, variants: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """``variant_id, seed, status, <factors...>, <metric>``: a derived quantity (see the table
-    above), or a stored metric — a head metric as its mean over heads at the last probe step, a
+    above), a role's emergence step ``emergence.<role>`` (NaN where it never emerged), or a
+    stored metric — a head metric as its mean over heads at the last probe step, a
     scalar metric as its final value. ``ValueError`` names the available metrics when
     ``metric`` is unknown or the sweep has no value of it."""
     if variants is None:
@@ -115,6 +124,15 @@ def per_variant_metric(
     if metric in DERIVED:
         frame = per_variant_derived(store, sweep_id, variants)
         values = frame.set_index("variant_id")[metric]
+    elif metric.startswith(EMERGENCE_PREFIX):
+        from analysis.emergence import ROLE_SCORE
+        from analysis.training import role_emergence_frame
+
+        role = metric.removeprefix(EMERGENCE_PREFIX)
+        if role not in ROLE_SCORE:
+            raise ValueError(f"unknown metric {metric!r}; available: {', '.join(available_metrics(store))}")
+        emerged = role_emergence_frame(store, sweep_id, [role], variants[["variant_id"]])
+        values = emerged.set_index("variant_id")["step"]
     else:
         if metric not in set(store.metric_names()):
             raise ValueError(f"unknown metric {metric!r}; available: {', '.join(available_metrics(store))}")

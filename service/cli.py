@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service import cli_analysis, cli_run
+from service import cli_analysis, cli_report, cli_run
 from service.cli_db import db_app
 from service.cli_mirror import mirror_app, register_ui
 
@@ -19,6 +19,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(mirror_app, name="mirror")
 cli_run.register(app)
 cli_analysis.register(app)
+cli_report.register(app)
 register_ui(app)
 
 if __name__ == "__main__":

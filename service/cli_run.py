@@ -164,15 +164,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(database_url: DatabaseUrl = None) -> None:
-        """The main job on embedded defaults: create the store, run examples/quickstart.yaml."""
-        from service.store import schema
+        """The main job on embedded defaults: create the store, run examples/quickstart.yaml,
+        write its HTML report (demo-report.html)."""
+        from service.cli_report import report_command
+        from service.store import Store, schema
 
         url = database_url or get_settings().database_url
         schema.upgrade(url, "head")
         code = run_spec(EXAMPLES / "quickstart.yaml", url)
+        with Store.open(url) as store:
+            latest = store.list_sweeps(limit=1).items
+        if latest:
+            report_command(latest[0].id, Path("demo-report.html"), url, mlflow=True, n_boot=1000)
         console.print(
             "Where to look: the store above holds every head metric (variant, step, layer, head, "
-            "metric, value); `headspec ui` opens the MLflow mirror (a parent run per sweep, a child "
-            "run per variant). Not yet in this build: HTML reports and `headspec serve`."
+            "metric, value); demo-report.html is the sweep's report (also under report/ in its MLflow "
+            "parent run); `headspec ui` opens the MLflow mirror (a parent run per sweep, a child run "
+            "per variant); `headspec serve` offers it all over HTTP."
         )
         raise typer.Exit(code)

@@ -119,3 +119,53 @@ def test_the_sweep_report_renders_every_section_with_plots(store: Store) -> None
     assert len(doc.images) == len(parsed.images)
     assert {"roles-model.n_layers-1.png", "roles-model.n_layers-2.png"} <= set(doc.images)
     assert "recorded" not in html  # no section fell back to its "not recorded" note
+
+
+def test_report_command_writes_records_and_logs_to_mlflow(
+    store: Store, database_url: str, tmp_path, monkeypatch, mlflow_server
+) -> None:
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.settings import get_settings
+
+    sweep = fill_known_sweep(store)
+    monkeypatch.setenv("HEADSPEC_MLFLOW_TRACKING_URI", mlflow_server.uri)
+    get_settings.cache_clear()
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(app, ["report", "--sweep", str(sweep), "--out", str(out),
+                                      "--database-url", database_url, "--n-boot", "200"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    _check_images(html, minimum=10)
+    [report] = store.list_reports(sweep_id=sweep).items
+    assert report.content == html and report.path == str(out.resolve())
+    run_id = store.get_sweep(sweep).mlflow_run_id
+    assert run_id is not None
+    client = MlflowClient(mlflow_server.uri)
+    names = {a.path for a in client.list_artifacts(run_id, "report")}
+    assert "report/report.html" in names and len(names) == 1 + len(_image_sources(html))
+    unknown = CliRunner().invoke(app, ["report", "--sweep", "999999", "--database-url", database_url,
+                                       "--no-mlflow", "--out", str(tmp_path / "x.html")])
+    assert unknown.exit_code == 2 and "unknown sweep id 999999" in unknown.output
+
+
+def _image_sources(html: str) -> list[str]:
+    parsed = _Structure()
+    parsed.feed(html)
+    return parsed.images
+
+
+def test_emergence_step_is_a_comparable_per_variant_metric(store: Store) -> None:
+    from analysis.compare import level_summary
+    from analysis.derived import available_metrics, per_variant_metric
+
+    sweep = fill_known_sweep(store)
+    assert "emergence.induction" in available_metrics(store)
+    frame = per_variant_metric(store, sweep, "emergence.induction")
+    summary = level_summary(frame, "model.n_layers", "emergence.induction", n_boot=100).set_index("level")
+    assert list(summary.index) == [2] and summary.loc[2, "mean"] == 100  # depth 1 never emerged
+    with pytest.raises(ValueError, match="unknown metric 'emergence.nope'"):
+        per_variant_metric(store, sweep, "emergence.nope")
