@@ -87,7 +87,7 @@ def _over_training(doc: Document, store: Store, sweep_id: int, variants: pd.Data
         doc.paragraph("No role-score metrics recorded.", "note")
         return
     series = series.merge(variants, on="variant_id")
-    for factor in factors or [None]:
+    for factor in _or_all(factors):
         for role in sorted(series["role"].unique()):
             part = series[series["role"] == role]
             group = factor or "all"
@@ -113,7 +113,7 @@ def _role_maps(doc: Document, store: Store, sweep_id: int, variants: pd.DataFram
         return
     heads = load_head_metrics(store, sweep_id, metrics=["role", "specialization"], last_step_only=True,
                               variants=variants)
-    for factor in factors or [None]:
+    for factor in _or_all(factors):
         data = heads.assign(all="all") if factor is None else heads
         group = factor or "all"
         for level, part in data.groupby(group, sort=True):
@@ -157,7 +157,7 @@ def _pruning(doc: Document, store: Store, sweep_id: int, variants: pd.DataFrame,
     if frame.empty:
         doc.paragraph("No pruning metrics recorded (prune.importance.* / prune.random.*).", "note")
         return
-    for factor in factors or [None]:
+    for factor in _or_all(factors):
         table = pruning_curves(frame, factor, n_boot=n_boot)
         table["line"] = table["level"].astype(str) + " / " + table["order"]
         styles = {line: "--" if line.endswith("random") else "-" for line in table["line"]}
@@ -169,3 +169,8 @@ def _pruning(doc: Document, store: Store, sweep_id: int, variants: pd.DataFrame,
                    f"pruning-{label}", f"loss as heads are removed, by {label}: mean over seeds, 95% CI")
     doc.table(importance_advantage(frame),
               caption="random-order loss − importance-order loss (positive: importance order is better)")
+
+
+def _or_all(factors: list[str]) -> list[str | None]:
+    """The factors to split by, or one ``None`` (everything together) when there are none."""
+    return list(factors) if factors else [None]

@@ -73,7 +73,8 @@ class EmbeddedLauncher:
 
     def submit(self, sweep_id: int) -> str:
         if self.is_running(sweep_id):
-            return f"pid {self._record(sweep_id)['pid']} (already running)"
+            record = self._record(sweep_id) or {}
+            return f"pid {record.get('pid', '?')} (already running)"
         env = {**os.environ, "HEADSPEC_DATABASE_URL": self.database_url}
         with open(self.dir / f"sweep-{sweep_id}.log", "ab") as out:
             proc = subprocess.Popen(driver_command(sweep_id, local=self.local), env=env, stdout=out,
