@@ -14,6 +14,8 @@ one. On CUDA an oversized pack is split into chunks of variants trained one afte
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from workers.data import DataConfig, make_stream, probe_batch
+from workers.data import DataConfig, make_stream, probe_batch, probe_key
 from workers.model import ModelConfig, PackedTransformer
 from workers.probes import ProbeSettings, make_prober
 from workers.train import (
@@ -46,6 +48,10 @@ class MetricSink(Protocol):
     def write_head_metrics(self, columns: Columns) -> Any: ...
 
     def write_scalar_metrics(self, columns: Columns) -> Any: ...
+
+    def write_head_patterns(self, variant_id: int, step: int, batch_key: str, patterns: np.ndarray) -> Any:
+        """One variant's final attention patterns ``[B, L, H, Q, K]`` (``Store.write_head_patterns``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,11 @@ class _SinkAdapter:
         self.sink.write_head_metrics(_grid_columns(self.ids, step, head))
         scalars = {k: v.detach().float().cpu() for k, v in result.scalar.items()}
         self._write_scalars(step, scalars)
+        patterns = getattr(result, "patterns", None)  # [V, B, L, H, Q, K], final probe only
+        if patterns is not None:
+            batch = patterns.detach().float().cpu().numpy()
+            for i, variant_id in enumerate(self.ids.tolist()):
+                self.sink.write_head_patterns(variant_id, step, result.batch_key, batch[i])
         self.outcome.probes += 1
 
     def flush_losses(self) -> None:
@@ -128,6 +139,29 @@ class _SinkAdapter:
             "value": torch.stack(values).reshape(-1).numpy().astype(np.float64),
         })
         self.loss_steps, self.loss_values = [], []
+
+
+def probe_batch_key(data_cfg: DataConfig, probe_batch_size: int, pattern_examples: int) -> str:
+    """Names the tokens the kept patterns were computed on: sha256 (32 hex) of the probe
+    batch's identity (``workers.data.probe_key``: the resolved data distribution, text file
+    content included, from which ``probe_batch`` draws), its size and the examples kept."""
+    payload = {"probe_key": probe_key(data_cfg), "probe_batch_size": probe_batch_size,
+               "pattern_examples": pattern_examples}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def check_pattern_size(model_cfg: ModelConfig, data_cfg: DataConfig, examples: int) -> None:
+    """Refuse, before any training, patterns the store would refuse at the final probe."""
+    from service.store.patterns import MAX_PATTERN_BYTES  # the store's limit per row
+
+    per_example = 2 * model_cfg.n_layers * model_cfg.n_heads * data_cfg.seq_len**2  # float16 bytes
+    if examples * per_example > MAX_PATTERN_BYTES:
+        raise ValueError(
+            f"probe.pattern_examples={examples} keeps {examples * per_example} bytes of attention "
+            f"patterns per variant, over the store's {MAX_PATTERN_BYTES}; set it to at most "
+            f"{MAX_PATTERN_BYTES // per_example} (0 keeps none)"
+        )
 
 
 def _grid_columns(ids: np.ndarray, step: int, head: dict[str, torch.Tensor]) -> Columns:
@@ -292,6 +326,7 @@ def _train_chunk(
     data_cfg = DataConfig.from_dict(cfg["data"])
     train_cfg = TrainConfig.from_dict({**cfg["train"], "lr": task.variants[0].lr})
     settings = ProbeSettings.from_dict(cfg["probe"])
+    check_pattern_size(model_cfg, data_cfg, min(settings.pattern_examples, train_cfg.probe_batch_size))
     starts = resume.data_rng if resume is not None else [0] * len(task.variants)
     streams = [make_stream(data_cfg, v.seed, start) for v, start in zip(task.variants, starts, strict=True)]
 
@@ -300,6 +335,7 @@ def _train_chunk(
         return batch.tokens, batch.loss_mask
 
     probes = probe_batch(data_cfg, train_cfg.probe_batch_size).to(device)
+    batch_key = probe_batch_key(data_cfg, train_cfg.probe_batch_size, settings.pattern_examples)
     adapter = _SinkAdapter(task, sink, loss_every, on_progress)
 
     def on_checkpoint(state: PackState) -> None:
@@ -312,7 +348,7 @@ def _train_chunk(
         train_cfg,
         [VariantRun(seed=v.seed, data_seed=v.seed, lr=v.lr) for v in task.variants],
         next_batch,
-        make_prober(probes, settings),
+        make_prober(probes, settings, final_step=train_cfg.steps, batch_key=batch_key),
         adapter,
         device=device,
         resume=resume,

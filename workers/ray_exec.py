@@ -34,6 +34,8 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from service.store import Store
     from workers.pack_runner import Columns, PackTask
 
@@ -101,6 +103,9 @@ class StoreWriter:
     def write_scalar_metrics(self, columns: Columns) -> Any:
         return self._open().write_scalar_metrics(columns)
 
+    def write_head_patterns(self, variant_id: int, step: int, batch_key: str, patterns: np.ndarray) -> Any:
+        return self._open().write_head_patterns(variant_id, step, batch_key, patterns)
+
     def start_variants(self, variant_ids: list[int], node: str) -> None:
         self._open().start_variants(variant_ids, node=node)
 
@@ -139,6 +144,9 @@ class _WriterSink:
 
     def write_scalar_metrics(self, columns: Columns) -> Any:
         return ray.get(self.writer.write_scalar_metrics.remote(columns))
+
+    def write_head_patterns(self, variant_id: int, step: int, batch_key: str, patterns: np.ndarray) -> Any:
+        return ray.get(self.writer.write_head_patterns.remote(variant_id, step, batch_key, patterns))
 
 
 # -- the pack task ---------------------------------------------------------------------------

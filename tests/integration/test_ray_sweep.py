@@ -95,6 +95,13 @@ def assert_exact_rows(store: Store, variants: list[Variant]) -> None:
         mine = scalars[scalars.variant_id == v.id]
         assert sorted(mine[mine.name == "train_loss"].step) == LOSS_STEPS
         assert sorted(mine[mine.name == "icl_score"].step) == PROBE_STEPS
+        prune = mine[mine.name.str.startswith("prune.")]
+        assert len(prune) == 12 and set(prune.step) == {STEPS}  # 2 orders x 6 fractions, final probe only
+    # the final probe's patterns, through the store writers: one row per variant
+    patterns = store.read_head_patterns(ids)
+    assert sorted(patterns) == sorted(ids)
+    assert {p.step for p in patterns.values()} == {STEPS}
+    assert len({p.batch_key for p in patterns.values()}) == 1  # one data config: one probe batch
 
 
 class ConnectionCounter(threading.Thread):
@@ -209,12 +216,18 @@ class MemorySink:
         self.head: dict[tuple, float] = {}
         self.scalar: dict[tuple, float] = {}
         self.variants: set[int] = set()
+        self.patterns: dict[int, tuple[int, str, tuple[int, ...]]] = {}  # variant -> (step, key, shape)
+        self.pattern_writes: list[int] = []  # variant ids, one per write
 
     def write_head_metrics(self, cols: dict[str, Any]) -> None:
         self._put(self.head, cols, ["variant_id", "step", "layer", "head", "metric"])
 
     def write_scalar_metrics(self, cols: dict[str, Any]) -> None:
         self._put(self.scalar, cols, ["variant_id", "step", "name"])
+
+    def write_head_patterns(self, variant_id: int, step: int, batch_key: str, patterns: np.ndarray) -> None:
+        self.patterns[variant_id] = (step, batch_key, patterns.shape)
+        self.pattern_writes.append(variant_id)
 
     def _put(self, target: dict[tuple, float], cols: dict[str, Any], keys: list[str]) -> None:
         n = len(cols["value"])
@@ -241,6 +254,7 @@ def uninterrupted() -> MemorySink:
 
 
 def _assert_same(a: MemorySink, b: MemorySink) -> None:
+    assert a.patterns == b.patterns
     for got, want in ((a.head, b.head), (a.scalar, b.scalar)):
         assert got.keys() == want.keys()
         keys = sorted(want)
@@ -259,10 +273,15 @@ def test_resumed_pack_reproduces_the_uninterrupted_one(uninterrupted: MemorySink
     assert path.exists() and not list(tmp_path.glob(".*.tmp"))
     # the losses buffered up to the checkpoint were written before it was saved
     assert {(v, 10, "train_loss") for v in (1, 2)} <= set(sink.scalar)
+    assert sink.pattern_writes == []  # the final probe is not reached before the crash
     outcome = run_pack(_task(), sink, checkpoint_path=path, checkpoint_every=CHECKPOINT_EVERY)
     assert outcome.resumed_from == CHECKPOINT_EVERY and outcome.steps == STEPS
     assert not path.exists()
+    assert sorted(sink.pattern_writes) == [1, 2]  # the resumed pack reaches its final probe once
     _assert_same(sink, uninterrupted)
+    (step, key, shape), = set(uninterrupted.patterns.values())  # one probe batch for both variants
+    assert set(uninterrupted.patterns) == {1, 2} and step == STEPS and len(key) == 32
+    assert shape == (4, 2, 2, 17, 17)  # min(pattern_examples, probe_batch_size), L, H, S, S
 
 
 def test_oversized_pack_trains_in_chunks_and_resumes_past_finished_ones(
@@ -292,6 +311,8 @@ def test_oversized_pack_trains_in_chunks_and_resumes_past_finished_ones(
     for sink in (first, second):
         merged.head.update(sink.head)
         merged.scalar.update(sink.scalar)
+        merged.patterns.update(sink.patterns)
+    assert first.pattern_writes == [1] and second.pattern_writes == [2]  # once per chunk's final probe
     _assert_same(merged, uninterrupted)
 
 

@@ -220,3 +220,65 @@ def test_make_prober_plugs_into_train_pack() -> None:
         Sink(),
     )
     assert seen == [0, 2]
+
+
+def test_only_the_final_probe_prunes_and_keeps_patterns() -> None:
+    from workers.probes import make_prober
+    from workers.train import TrainConfig, VariantRun, train_pack
+
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, CFG.vocab_size, (B, S), generator=g)  # [B, S]
+    results = []
+
+    class Sink:
+        def on_step(self, step: int, losses: torch.Tensor) -> None:
+            pass
+
+        def on_probe(self, step: int, probe) -> None:
+            results.append(probe)
+
+    settings = ProbeSettings(compute_importance=False, pattern_examples=3, pruning_fractions=(0.0, 0.5))
+    final = train_pack(
+        CFG,
+        TrainConfig(steps=4, batch_size=2, probe_every=2, warmup_steps=1),
+        [VariantRun(1, 1, 1e-3), VariantRun(2, 2, 1e-3)],
+        lambda v, b: (torch.randint(0, CFG.vocab_size, (b, S), generator=g), None),
+        make_prober(SimpleNamespace(tokens=tokens), settings, final_step=4, batch_key="k" * 32),
+        Sink(),
+    )
+    assert [r.step for r in results] == [0, 2, 4]
+    for r in results[:-1]:  # non-final: nothing extra, not even importance (it is off)
+        assert r.patterns is None and r.batch_key is None and "pruned_heads" not in r.info
+        assert not [n for n in r.scalar if n.startswith("prune.")]
+        assert "importance" not in r.head
+    last = results[-1]
+    names = {f"prune.{o}.f{f}" for o in ("importance", "random") for f in ("0.00", "0.50")}
+    assert {n for n in last.scalar if n.startswith("prune.")} == names
+    assert all(last.scalar[n].shape == (2,) and torch.isfinite(last.scalar[n]).all() for n in names)
+    assert last.info["pruned_heads"] == {"f0.00": 0, "f0.50": 2}
+    assert last.head["importance"].shape == (2, CFG.n_layers, CFG.n_heads)  # pruning needs it
+    assert last.batch_key == "k" * 32
+    assert last.patterns is not None and last.patterns.dtype == torch.float32
+    assert last.patterns.device.type == "cpu"
+    assert last.patterns.shape == (2, 3, CFG.n_layers, CFG.n_heads, S, S)  # [V, B', L, H, Q, K]
+    with torch.no_grad():
+        _, want = final.eval().run_with_patterns(pack(tokens[:3]))
+    torch.testing.assert_close(last.patterns, want)
+
+
+def test_final_probe_patterns_are_optional_and_keyed_by_their_tokens(model, data) -> None:
+    tokens, _ = data
+    none = probe_pack(model, SimpleNamespace(tokens=tokens), 1, ProbeSettings(pattern_examples=0), final=True)
+    assert none.patterns is None and none.batch_key is None
+    assert "prune.random.f0.10" in none.scalar
+    many = probe_pack(model, SimpleNamespace(tokens=tokens), 1, ProbeSettings(pattern_examples=100),
+                      final=True)
+    assert many.patterns is not None and many.patterns.shape[1] == B  # at most the batch
+    from workers.probes.pack import tokens_key
+
+    assert many.batch_key == tokens_key(pack(tokens)) and len(many.batch_key) == 32
+    assert tokens_key(pack(tokens)) != tokens_key(pack(tokens.flip(0)))
+    unpruned = probe_pack(model, SimpleNamespace(tokens=tokens), 1, ProbeSettings(compute_pruning=False),
+                          final=True)
+    assert not [n for n in unpruned.scalar if n.startswith("prune.")]
+    assert unpruned.patterns is not None and unpruned.patterns.shape[1] == min(8, B)

@@ -3,12 +3,21 @@
 ``probe_pack`` runs the model once with patterns (and per-example head scales for the
 importance gradient), then computes the pattern metrics, the ground-truth metrics the batch
 supports, importance (one backward), optionally the L·H ablations, the derived role and
-specialization index, and the per-variant scalars. ``make_prober`` adapts it to the
-``Prober`` callable ``workers.train.train_pack`` takes.
+specialization index, and the per-variant scalars.
+
+The final probe of a pack (``final=True``) also measures the pruning curves
+(``prune.importance.f0.10``, ``prune.random.f0.10``, ... per variant; see
+``workers.probes.pruning``) and keeps the attention patterns of the first
+``settings.pattern_examples`` probe examples, with the ``batch_key`` naming the tokens they
+were computed on, for cross-run head matching. Other probes do neither and cost nothing extra.
+
+``make_prober`` adapts it to the ``Prober`` callable ``workers.train.train_pack`` takes; given
+``final_step`` it probes that step with ``final=True``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,20 +36,29 @@ from workers.probes.model_probes import (
     scaled_heads,
 )
 from workers.probes.patterns import head_scores_for
+from workers.probes.pruning import pruned_heads, pruning_curves
 from workers.probes.records import probe_records
 from workers.probes.roles import assign_roles, specialization_index
-from workers.probes.settings import ProbeSettings
+from workers.probes.settings import ProbeSettings, fraction_label
 
 
 @dataclass(frozen=True)
 class PackProbeResult:
     """Scores of one probe of a pack. ``head``: metric → ``[V, L, H]``; ``scalar``: metric →
-    ``[V]``; ``info``: what the numbers depend on (settings, resolved icl positions)."""
+    ``[V]``; ``info``: what the numbers depend on (settings, resolved icl positions, and at
+    the final probe the number of heads each pruning fraction removed).
+
+    Final probe only (else None): ``patterns``, the attention patterns of the first
+    ``settings.pattern_examples`` probe examples, ``[V, B', L, H, Q, K]`` float32 on the CPU
+    (None too when ``pattern_examples`` is 0), and ``batch_key``, which names the tokens they
+    were computed on: equal keys, equal tokens."""
 
     step: int
     head: dict[str, torch.Tensor]
     scalar: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)
+    patterns: torch.Tensor | None = None
+    batch_key: str | None = None
 
     def records(self, variant_ids: Sequence[object], drop_nan: bool = True) -> dict[str, np.ndarray]:
         """Tidy columnar records of every head and scalar metric (see ``probe_records``)."""
@@ -52,8 +70,22 @@ def _field(batch: Any, name: str, device: torch.device) -> torch.Tensor | None:
     return None if value is None else value.to(device)
 
 
+def tokens_key(tokens: torch.Tensor) -> str:
+    """A ``batch_key`` computed from the tokens themselves: sha256 of shape and values, 32 hex."""
+    data = tokens.detach().to("cpu", torch.int64).contiguous()
+    digest = hashlib.sha256(repr(tuple(data.shape)).encode())
+    digest.update(data.numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
 def probe_pack(
-    model: nn.Module, batch: Any, step: int, settings: ProbeSettings | None = None
+    model: nn.Module,
+    batch: Any,
+    step: int,
+    settings: ProbeSettings | None = None,
+    *,
+    final: bool = False,
+    batch_key: str | None = None,
 ) -> PackProbeResult:
     """Every per-head metric of the pack on ``batch`` (a ``workers.data.batch.Batch`` or any
     object with its fields: tokens ``[B, S]`` or ``[V, B, S]``, optional arcs, keyword_mask,
@@ -66,6 +98,11 @@ def probe_pack(
     (``settings.compute_ablation``), then ``role`` (index into ``roles.ROLES``) and
     ``specialization``. Scalars: ``icl_score``, ``probe_loss`` and, with arcs,
     ``syntactic_baseline``.
+
+    ``final``: the pack's last probe. It adds the pruning curves to the scalars
+    (``settings.compute_pruning``; importance is then computed whatever
+    ``compute_importance`` says) and returns the first ``settings.pattern_examples``
+    examples' patterns under ``batch_key`` (default: ``tokens_key`` of those examples' tokens).
     """
     settings = settings or ProbeSettings()
     device = next(model.parameters()).device
@@ -77,11 +114,13 @@ def probe_pack(
     B = tokens.shape[1]
     loss_mask = _field(batch, "loss_mask", device)
 
-    xi = torch.ones(V, B, L, H, device=device, requires_grad=settings.compute_importance)
-    with torch.set_grad_enabled(settings.compute_importance), scaled_heads(model, xi):
+    prune = final and settings.compute_pruning and len(settings.pruning_fractions) > 0
+    want_importance = settings.compute_importance or prune
+    xi = torch.ones(V, B, L, H, device=device, requires_grad=want_importance)
+    with torch.set_grad_enabled(want_importance), scaled_heads(model, xi):
         logits, patterns = model.run_with_patterns(tokens)  # [V,B,S,N], [V,B,L,H,Q,K]
         head: dict[str, torch.Tensor] = {}
-        if settings.compute_importance:
+        if want_importance:
             (grad,) = torch.autograd.grad(example_losses(logits, tokens, loss_mask).sum(), xi)
             head.update(importance_from_grad(grad))  # [V, L, H]
     logits, patterns = logits.detach(), patterns.detach().float()
@@ -129,17 +168,37 @@ def probe_pack(
 
     head["role"] = assign_roles(head, settings.thresholds).float()  # [V, L, H]
     head["specialization"] = specialization_index(head, settings.thresholds)  # [V, L, H]
-    info = {"settings": settings.to_dict(), "icl_positions": {"early": early, "late": late}}
-    return PackProbeResult(step=step, head=head, scalar=scalar, info=info)
+    info: dict[str, Any] = {"settings": settings.to_dict(), "icl_positions": {"early": early, "late": late}}
+
+    kept, key = None, None
+    if final:
+        if prune:
+            scalar.update(pruning_curves(model, tokens, loss_mask, head["importance"], settings))  # [V] each
+            info["pruned_heads"] = {fraction_label(f): pruned_heads(f, L * H)
+                                    for f in settings.pruning_fractions}
+        if settings.pattern_examples > 0:
+            n = min(settings.pattern_examples, B)
+            kept = patterns[:, :n].to("cpu", torch.float32).clone()  # [V, B', L, H, Q, K]
+            key = batch_key or tokens_key(tokens[:, :n])
+    return PackProbeResult(step=step, head=head, scalar=scalar, info=info, patterns=kept, batch_key=key)
 
 
 def make_prober(
-    batch: Any, settings: ProbeSettings | None = None
+    batch: Any,
+    settings: ProbeSettings | None = None,
+    final_step: int | None = None,
+    batch_key: str | None = None,
 ) -> Callable[[nn.Module, int], PackProbeResult]:
-    """``(model, step) -> PackProbeResult`` on a fixed probe batch, for ``train_pack``."""
+    """``(model, step) -> PackProbeResult`` on a fixed probe batch, for ``train_pack``.
+
+    The probe at ``final_step`` (the pack's last step, ``TrainConfig.steps``) is the final
+    one (``probe_pack(..., final=True)``), its patterns keyed by ``batch_key``; None: no
+    probe is final.
+    """
     settings = settings or ProbeSettings()
 
     def prober(model: nn.Module, step: int) -> PackProbeResult:
-        return probe_pack(model, batch, step, settings)
+        final = final_step is not None and step == final_step
+        return probe_pack(model, batch, step, settings, final=final, batch_key=batch_key)
 
     return prober

@@ -2,7 +2,14 @@
 
 A metric is only comparable across runs if it was computed with the same settings, so both
 dataclasses are frozen and serialize to a plain dict (``to_dict``) that is stored with every
-run; ``from_dict`` reads it back. Change a default only together with a version bump.
+run; ``from_dict`` reads it back (JSON lists become tuples again). Change a default only
+together with a version bump.
+
+``ProbeSettings`` also holds the knobs of the two measurements taken at a pack's final probe
+only: the pruning curves (``compute_pruning``, ``pruning_fractions``,
+``pruning_random_orders``, ``pruning_seed``; see ``workers.probes.pruning``) and the attention
+patterns kept for cross-run head matching (``pattern_examples``). Values are validated on
+construction; an error names the field (``probe.<field>``).
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ class ProbeSettings:
     definition (TransformerLens ``detect_head`` flags) and default to TL's defaults.
     ``compute_ablation`` costs L·H extra forward passes per probe, so it is off by default;
     ``importance`` needs one forward and one backward and is on.
+
+    At the final probe only: ``compute_pruning`` measures the probe loss with the fraction f
+    of heads removed, for each f of ``pruning_fractions``, least important first and in
+    ``pruning_random_orders`` random orders drawn from ``pruning_seed`` (Michel et al. 2019;
+    at most (1 + orders) · len(fractions) forward passes; it needs ``importance``, which the
+    final probe then computes even when ``compute_importance`` is off), and the attention
+    patterns of the first ``pattern_examples`` probe examples are kept (0: none).
     """
 
     exclude_bos: bool = False
@@ -72,7 +86,32 @@ class ProbeSettings:
     js_smoothing: float = 0.001  # Clark: a' = (1 − s)·a + s / n
     # Upper bound on V · copies · B, the examples of one ablation forward pass.
     ablation_max_rows: int = 512
+    # Final probe only: pruning curves (workers.probes.pruning) and kept attention patterns.
+    compute_pruning: bool = True
+    pruning_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    pruning_random_orders: int = 5
+    pruning_seed: int = 0
+    pattern_examples: int = 8
     thresholds: RoleThresholds = field(default_factory=RoleThresholds)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compute_pruning, bool):
+            raise ValueError(f"probe.compute_pruning must be true or false, got {self.compute_pruning!r}")
+        fractions = self.pruning_fractions
+        if not isinstance(fractions, list | tuple) or not all(
+            isinstance(f, int | float) and not isinstance(f, bool) and 0 <= f < 1 for f in fractions
+        ):
+            raise ValueError(f"probe.pruning_fractions must be a list of numbers in [0, 1), "
+                             f"got {fractions!r}")
+        labels = [fraction_label(f) for f in fractions]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"probe.pruning_fractions must differ at two decimals (they name the metrics "
+                             f"prune.<order>.f0.10, ...), got {list(fractions)!r}")
+        object.__setattr__(self, "pruning_fractions", tuple(float(f) for f in fractions))
+        for name, low in (("pruning_random_orders", 1), ("pruning_seed", 0), ("pattern_examples", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"probe.{name} must be an integer >= {low}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,4 +126,11 @@ class ProbeSettings:
         kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in names}
         if "thresholds" in data:
             kwargs["thresholds"] = RoleThresholds.from_dict(data["thresholds"])
+        if isinstance(kwargs.get("pruning_fractions"), list):  # JSON has no tuples
+            kwargs["pruning_fractions"] = tuple(kwargs["pruning_fractions"])  # (__post_init__ would too)
         return cls(**kwargs)
+
+
+def fraction_label(fraction: float) -> str:
+    """The pruning fraction as it appears in metric names: ``0.1`` → ``f0.10``."""
+    return f"f{fraction:.2f}"
