@@ -4,8 +4,9 @@ the stored attention patterns (SCIENCE.md: heads have no identity across runs).
 Each variant's patterns at its last probe are stored on the first examples of its probe batch
 (``Store.read_head_patterns``). Runs are comparable only when they saw the same tokens, i.e.
 share a ``batch_key`` (the probe batch depends on the data configuration): within each group
-of equal keys every variant is matched to one reference variant (the group's lowest id, or
-the one given), minimizing the summed JS distance of matched heads. Variants whose key differs
+of equal keys every variant is matched to one reference variant (the one given, else the
+group's variant with the most heads, lowest id first, so that every head of a smaller model
+finds a partner), minimizing the summed JS distance of matched heads. Variants whose key differs
 from the reference's are reported, not matched.
 """
 
@@ -41,6 +42,8 @@ def match_to_reference(store: Store, sweep_id: int, reference: int | None = None
     roles = _roles(store, sweep_id, variants)
     rows = []
     for key, members in groups.items():
+        if reference is None:  # the most heads first, then the lowest id
+            members = sorted(members, key=lambda v: (-_n_heads(stored[v].patterns), v))
         ref = members[0]
         ref_patterns = torch.from_numpy(stored[ref].patterns)
         ref_heads = ref_patterns.shape[2]
@@ -70,6 +73,10 @@ def role_agreement(matches: pd.DataFrame, factor: str) -> pd.DataFrame:
     }).reset_index().rename(columns={factor: "level"})
     out.insert(0, "factor", factor)
     return out
+
+
+def _n_heads(patterns: np.ndarray) -> int:
+    return int(patterns.shape[1] * patterns.shape[2])  # [B, L, H, Q, K]
 
 
 def _roles(store: Store, sweep_id: int, variants: pd.DataFrame) -> dict[tuple[int, int, int], str]:

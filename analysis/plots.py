@@ -95,6 +95,7 @@ def level_means(summary: pd.DataFrame, *, factor: str, metric: str, unit: str = 
 def curves(
     frame: pd.DataFrame, *, x: str, y: str, group: str, title: str, xlabel: str, ylabel: str,
     band: tuple[str, str] | None = None, styles: dict[str, str] | None = None,
+    legend_title: str | None = None,
 ) -> Figure:
     """One line per value of ``group`` (optionally with a shaded ``band`` of two columns)."""
     fig = figure(6.0, 3.8)
@@ -107,8 +108,8 @@ def curves(
             ax.fill_between(part[x], part[band[0]], part[band[1]], alpha=0.2, color=line.get_color())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(title=group, fontsize=8, title_fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(title=legend_title or group, fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -140,8 +140,9 @@ def _head_matching(doc: Document, store: Store, sweep_id: int, factors: list[str
         doc.paragraph("No stored attention patterns to match (or one variant per probe batch).", "note")
         return
     doc.paragraph("Each variant's heads are matched to a reference variant probed on the same tokens "
-                  "(Hungarian matching on the cross-run Jensen–Shannon distance). A high share of matched "
-                  "heads with the reference head's role means the division of labour repeats.")
+                  "(Hungarian matching on the cross-run Jensen–Shannon distance, summed over query "
+                  "positions, in nats). A high share of matched heads with the reference head's role "
+                  "means the division of labour repeats across seeds and factor levels.")
     for factor in factors or ["seed"]:
         doc.table(role_agreement(matches, factor), caption=f"matched heads by {factor}")
     doc.table(matches.groupby(["ref_layer", "ref_head", "ref_role"], as_index=False)
@@ -164,8 +165,8 @@ def _pruning(doc: Document, store: Store, sweep_id: int, variants: pd.DataFrame,
         label = factor or "all variants"
         doc.figure(curves(table, x="fraction", y="loss", group="line", band=("ci_low", "ci_high"),
                           styles=styles, xlabel="fraction of heads removed",
-                          ylabel="probe-batch loss (nats/token)",
-                          title=f"pruning: least important first (solid) vs random (dashed), by {label}"),
+                          ylabel="probe-batch loss (nats/token)", legend_title=f"{label} / order",
+                          title="pruning: least important first (solid) vs random order (dashed)"),
                    f"pruning-{label}", f"loss as heads are removed, by {label}: mean over seeds, 95% CI")
     doc.table(importance_advantage(frame),
               caption="random-order loss − importance-order loss (positive: importance order is better)")

@@ -169,3 +169,16 @@ def test_emergence_step_is_a_comparable_per_variant_metric(store: Store) -> None
     assert list(summary.index) == [2] and summary.loc[2, "mean"] == 100  # depth 1 never emerged
     with pytest.raises(ValueError, match="unknown metric 'emergence.nope'"):
         per_variant_metric(store, sweep, "emergence.nope")
+
+
+def test_the_reference_is_the_run_with_the_most_heads(store: Store) -> None:
+    from service.store import NewVariant
+    from tests.integration.known_sweeps import _patterns
+
+    sweep, (small, big) = store.create_sweep("shapes", {}, [NewVariant({"model.n_heads": h}, {"seed": 0}, "p")
+                                                             for h in (1, 2)])
+    store.write_head_patterns(small.id, 10, "k", _patterns([["prev"]]))
+    store.write_head_patterns(big.id, 10, "k", _patterns([["uniform", "prev"]]))
+    [pair] = match_to_reference(store, sweep.id).itertuples()
+    assert (pair.reference_id, pair.variant_id, pair.ref_head, pair.head) == (big.id, small.id, 1, 0)
+    assert pair.js == pytest.approx(0.0, abs=1e-3)
