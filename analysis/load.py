@@ -6,11 +6,11 @@
 Every filter is pushed down to SQL through the store's read functions (no SQL here):
 sweep, metric names and step range go straight to ``Store.read_head_metric_columns``.
 ``last_step_only`` (each variant's last probe step) is pushed down in two phases: first
-``Store.last_head_metric_steps`` (one grouped query) gives every variant's last step of the
-first metric; then the full read is restricted to ``[min, max]`` of those last steps (a single
-step when all variants stopped at the same step, the usual case) and trimmed to each variant's
-own last step in pandas. Without ``metrics`` there is no metric to ask about, so the whole
-step range is read and trimmed in pandas.
+``Store.last_head_metric_steps`` (one index probe per variant) gives every variant's last
+step of the first metric; then ``read_head_metric_columns(at_steps=...)`` reads each variant
+at exactly its own step, so a variant that stopped early costs nothing extra. Without
+``metrics`` there is no metric to ask about, so the whole step range is read and trimmed in
+pandas.
 """
 
 from __future__ import annotations
@@ -94,10 +94,11 @@ def load_head_metrics(
         last = store.last_head_metric_steps(sweep_id, metrics[0], step_min=step_min, step_max=step_max)
         if not last:
             return _join(_empty_heads(), store, sweep_id, variants)
-        step_min, step_max = min(last.values()), max(last.values())
-    cols = store.read_head_metric_columns(
-        sweep_id=sweep_id, metrics=metrics, step_min=step_min, step_max=step_max
-    )
+        cols = store.read_head_metric_columns(at_steps=last, metrics=metrics)
+    else:
+        cols = store.read_head_metric_columns(
+            sweep_id=sweep_id, metrics=metrics, step_min=step_min, step_max=step_max
+        )
     frame = pd.DataFrame(cols, columns=list(HEAD_COLUMNS))
     if last_step_only and not frame.empty:
         frame = frame[frame["step"] == frame.groupby("variant_id")["step"].transform("max")]

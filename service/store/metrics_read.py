@@ -3,11 +3,11 @@ columnar reads (dicts of numpy arrays) for analysis and the MLflow mirror."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.store.base import StoreBase
@@ -32,6 +32,8 @@ from service.store.validation import (
 
 _S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]
 _HM = HeadMetricRow
+# pages read plain rows of these columns (building ORM objects would cost more than the query)
+_HEAD_ROW = (_HM.variant_id, _HM.metric_id, _HM.step, _HM.layer, _HM.head, _HM.value)
 _SM = ScalarMetricRow
 
 
@@ -61,7 +63,7 @@ class MetricsReadMixin(StoreBase):
         after = decode_cursor(cursor, 4)
         with self._session() as session:
             self._require_variants(session, [variant_id])
-            stmt = select(_HM).where(_HM.variant_id == variant_id)
+            stmt = select(*_HEAD_ROW).where(_HM.variant_id == variant_id)
             if metrics is None and (step_min is not None or step_max is not None):
                 # turns "variant at steps" into primary-key probes, one per metric
                 all_ids = list(session.scalars(select(MetricNameRow.id)))
@@ -88,7 +90,7 @@ class MetricsReadMixin(StoreBase):
         limit = check_limit(limit)
         after = decode_cursor(cursor, 4)
         with self._session() as session:
-            stmt = self._variant_scope(session, select(_HM), _HM.variant_id, None, sweep_id)
+            stmt = self._variant_scope(session, select(*_HEAD_ROW), _HM.variant_id, None, sweep_id)
             stmt = self._head_filters(session, stmt, step_min, step_max, [metric], layer, head)
             order = (_HM.variant_id, _HM.step, _HM.layer, _HM.head)
             return self._head_page(session, stmt, order, after, limit)
@@ -97,10 +99,23 @@ class MetricsReadMixin(StoreBase):
         self, session: Session, stmt: Select, order: tuple, after: Sequence[Any] | None, limit: int
     ) -> Page[HeadMetric]:
         """Keyset paging over ``order`` (a prefix-free tuple of columns): the page after the
-        cursor's key, and the cursor of its last row when more rows follow."""
-        if after is not None:
-            stmt = stmt.where(tuple_(*order) > tuple_(*after))
-        rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+        cursor's key, and the cursor of its last row when more rows follow.
+
+        The page after a cursor is read as two index range scans: the rest of the cursor's
+        ``order[0]`` group (``order[0] = a AND (order[1:]) > (...)``), then, if the page is not
+        full yet, the groups after it (``order[0] > a``). One row comparison over all of
+        ``order`` would bound the primary-key scan only on its first column where ``order``
+        skips a key column (a sweep's listing orders by variant, step, ... for one metric), and
+        PostgreSQL would read every earlier row of the cursor's variant: O(depth) per page."""
+        if after is None:
+            rows = list(session.execute(stmt.order_by(*order).limit(limit + 1)))
+        else:
+            head, rest = order[0], order[1:]
+            same = stmt.where(head == after[0], tuple_(*rest) > tuple_(*after[1:]))
+            rows = list(session.execute(same.order_by(*order).limit(limit + 1)))
+            if len(rows) <= limit:
+                later = stmt.where(head > after[0]).order_by(*order).limit(limit + 1 - len(rows))
+                rows += list(session.execute(later))
         items = self._head_entities(session, rows[:limit])
         next_cursor = None
         if len(rows) > limit:
@@ -116,13 +131,27 @@ class MetricsReadMixin(StoreBase):
         metrics: Sequence[str] | None = None,
         step_min: int | None = None,
         step_max: int | None = None,
+        at_steps: Mapping[int, int] | None = None,
     ) -> dict[str, np.ndarray]:
         """All matching head metrics as columns ``variant_id, step, layer, head, metric,
         value`` (metric as an object array of str), ordered by (variant, metric, step, layer,
-        head). Give ``variant_ids`` or ``sweep_id``."""
+        head). Give ``variant_ids`` or ``sweep_id`` — or ``at_steps`` ``{variant_id: step}``:
+        each variant at its own step only (primary-key lookups, grouped by step)."""
         with self._session() as session:
             stmt = select(_HM.variant_id, _HM.step, _HM.layer, _HM.head, _HM.metric_id, _HM.value)
-            stmt = self._variant_scope(session, stmt, _HM.variant_id, variant_ids, sweep_id)
+            if at_steps is not None:
+                if variant_ids is not None or sweep_id is not None:
+                    raise InvalidInput("give at_steps alone, without variant_ids or sweep_id")
+                by_step: dict[int, list[int]] = {}
+                for vid, step in at_steps.items():
+                    step = check_int(step, "at_steps step")
+                    by_step.setdefault(step, []).append(check_id(vid, "variant_id"))
+                if not by_step:
+                    return _columns([], ("variant_id", "step", "layer", "head", "metric", "value"), {})
+                stmt = stmt.where(or_(*(and_(_HM.variant_id.in_(ids), _HM.step == step)
+                                        for step, ids in by_step.items())))
+            else:
+                stmt = self._variant_scope(session, stmt, _HM.variant_id, variant_ids, sweep_id)
             stmt = self._head_filters(session, stmt, step_min, step_max, metrics, None, None)
             stmt = stmt.order_by(_HM.variant_id, _HM.metric_id, _HM.step, _HM.layer, _HM.head)
             rows = session.execute(stmt).all()
@@ -168,12 +197,16 @@ class MetricsReadMixin(StoreBase):
         self, sweep_id: int, metric: str, *, step_min: int | None = None, step_max: int | None = None
     ) -> dict[int, int]:
         """Each variant's last step (within the range) at which ``metric`` was recorded for
-        any head: ``{variant_id: step}``. One grouped query on the primary key's prefix."""
+        any head: ``{variant_id: step}`` (variants without one left out). A correlated
+        ``max(step)`` per variant: one primary-key probe each, however long the runs are."""
+        sweep_id = check_id(sweep_id, "sweep_id")
         with self._session() as session:
-            stmt = select(_HM.variant_id, func.max(_HM.step))
-            stmt = self._variant_scope(session, stmt, _HM.variant_id, None, sweep_id)
-            stmt = self._head_filters(session, stmt, step_min, step_max, [metric], None, None)
-            return {int(v): int(s) for v, s in session.execute(stmt.group_by(_HM.variant_id))}
+            if session.get(SweepRow, sweep_id) is None:
+                raise NotFound(f"unknown sweep id {sweep_id}; list sweeps with list_sweeps()")
+            last = select(func.max(_HM.step)).where(_HM.variant_id == VariantRow.id)
+            last = self._head_filters(session, last, step_min, step_max, [metric], None, None)
+            stmt = select(VariantRow.id, last.scalar_subquery()).where(VariantRow.sweep_id == sweep_id)
+            return {int(v): int(s) for v, s in session.execute(stmt) if s is not None}
 
     def count_head_metrics(
         self, *, variant_ids: Sequence[int] | None = None, sweep_id: int | None = None
@@ -258,7 +291,7 @@ class MetricsReadMixin(StoreBase):
             stmt = stmt.where(_SM.step <= check_int(step_max, "step_max"))
         return stmt
 
-    def _head_entities(self, session: Session, rows: list[HeadMetricRow]) -> list[HeadMetric]:
+    def _head_entities(self, session: Session, rows: Sequence[Any]) -> list[HeadMetric]:
         names = self._metric_name_map(session, sorted({r.metric_id for r in rows}))
         return [HeadMetric(r.variant_id, r.step, r.layer, r.head, names[r.metric_id], r.value) for r in rows]
 

@@ -50,6 +50,8 @@ def check_str(value: Any, field: str, max_len: int, *, empty_ok: bool = False) -
         raise InvalidInput(f"{field} must be a string, got {type(value).__name__} {value!r}")
     if not value and not empty_ok:
         raise InvalidInput(f"{field} must not be empty")
+    if "\x00" in value:  # PostgreSQL cannot store them; SQLite would (one behaviour for both)
+        raise InvalidInput(f"{field} must not contain NUL characters (\\x00)")
     if len(value) > max_len:
         raise InvalidInput(
             f"{field} is {len(value)} characters long, the limit is {max_len}: shorten it ({value[:40]!r}...)"
@@ -76,7 +78,19 @@ def check_json(value: Any, field: str) -> Any:
         raise InvalidInput(
             f"{field} must be JSON-serialisable (dicts, lists, str, finite numbers, bool, None): {exc}"
         ) from None
+    if _has_nul(value):  # PostgreSQL's JSONB refuses them
+        raise InvalidInput(f"{field} must not contain NUL characters (\\x00) in any string")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def check_aware(value: Any, field: str) -> datetime:

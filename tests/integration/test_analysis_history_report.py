@@ -182,3 +182,19 @@ def test_the_reference_is_the_run_with_the_most_heads(store: Store) -> None:
     [pair] = match_to_reference(store, sweep.id).itertuples()
     assert (pair.reference_id, pair.variant_id, pair.ref_head, pair.head) == (big.id, small.id, 1, 0)
     assert pair.js == pytest.approx(0.0, abs=1e-3)
+
+
+def test_last_step_only_takes_each_variants_own_last_step(store: Store) -> None:
+    """A variant that stopped early (a failed pack) is read at its own last step."""
+    from analysis.load import load_head_metrics
+    from service.store import NewVariant, head_metric_grid
+
+    new = [NewVariant({}, {"seed": s}, "p") for s in (0, 1)]
+    sweep, (done, stopped) = store.create_sweep("early", {}, new)
+    for step in (0, 100, 200):
+        store.write_head_metrics(head_metric_grid([done.id], step, "induction", np.full((1, 1, 2), step)))
+    for step in (0, 100):
+        store.write_head_metrics(head_metric_grid([stopped.id], step, "induction", np.full((1, 1, 2), step)))
+    heads = load_head_metrics(store, sweep.id, metrics=["induction"], last_step_only=True)
+    got = sorted(set(zip(heads["variant_id"], heads["step"], heads["value"], strict=True)))
+    assert got == [(done.id, 200, 200.0), (stopped.id, 100, 100.0)] and len(heads) == 4

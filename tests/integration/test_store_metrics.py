@@ -153,6 +153,34 @@ def test_one_metric_across_a_sweep(store: Store, variant_ids: list[int]) -> None
     assert len(cols["value"]) == 24 and set(cols["metric"].tolist()) == {"other"}
 
 
+def test_pages_of_any_size_list_everything_in_order(store: Store, variant_ids: list[int]) -> None:
+    sweep_id = store.get_variant(variant_ids[0]).sweep_id
+    for step in (0, 5, 10):
+        for metric in ("entropy", "other", "zeta"):
+            store.write_head_metrics(_grid(variant_ids, step, metric, seed=step))
+
+    def walk(listing, limit: int) -> list[HeadMetric]:  # type: ignore[no-untyped-def]
+        out, cursor = [], None
+        while True:
+            page = listing(cursor=cursor, limit=limit)
+            out.extend(page.items)
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    def sweep_listing(**kw):  # type: ignore[no-untyped-def]
+        return store.list_sweep_head_metrics(sweep_id, "other", step_min=5, **kw)
+
+    def variant_listing(**kw):  # type: ignore[no-untyped-def]
+        return store.list_head_metrics(variant_ids[1], **kw)
+
+    for listing, n in ((sweep_listing, 3 * 2 * 8), (variant_listing, 3 * 3 * 8)):
+        everything = listing(limit=1000).items
+        assert len(everything) == n
+        for limit in (1, 2, 3, 7, 8, 9, 16, 17, n - 1, n):
+            assert walk(listing, limit) == everything, limit
+
+
 def test_scalar_metrics(store: Store, variant_ids: list[int]) -> None:
     v = variant_ids[0]
     cols = {"variant_id": v, "step": np.arange(3), "name": "loss", "value": [3.0, 2.0, 1.0]}

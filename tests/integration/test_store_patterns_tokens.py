@@ -92,3 +92,16 @@ def test_last_head_metric_steps(store: Store, variant_ids: list[int]) -> None:
     assert store.last_head_metric_steps(sweep_id, "induction", step_max=60) == {a: 50, b: 50}
     with pytest.raises(NotFound, match="unknown metric"):
         store.last_head_metric_steps(sweep_id, "nope")
+
+
+def test_reading_each_variant_at_its_own_step(store: Store, variant_ids: list[int]) -> None:
+    a, b = variant_ids
+    for step in (0, 50, 100):
+        store.write_head_metrics(head_metric_grid([a, b], step, "induction", np.full((2, 1, 2), step / 100)))
+    cols = store.read_head_metric_columns(at_steps={a: 100, b: 50}, metrics=["induction"])
+    got = sorted(set(zip(cols["variant_id"].tolist(), cols["step"].tolist(), cols["value"].tolist(),
+                         strict=True)))
+    assert got == [(a, 100, 1.0), (b, 50, 0.5)] and len(cols["value"]) == 4
+    assert len(store.read_head_metric_columns(at_steps={})["value"]) == 0
+    with pytest.raises(InvalidInput, match="at_steps alone"):
+        store.read_head_metric_columns(at_steps={a: 0}, sweep_id=store.get_variant(a).sweep_id)
