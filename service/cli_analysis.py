@@ -38,44 +38,30 @@ def compare_command(
     sweep: int, by: str, metric: str, fmt: Format, database_url: str | None, n_boot: int
 ) -> int:
     """Run the comparison and print it; returns the process exit code."""
-    from analysis.compare import effect_sizes, level_summary
-    from analysis.derived import per_variant_metric
-    from analysis.load import factor_names, load_variants, sweep_variants
+    from analysis.comparison import compare_sweep
     from service.store import NotFound, Store
 
     err = Console(stderr=True, soft_wrap=True)
     with Store.open(database_url or get_settings().database_url) as store:
         try:
-            variants = sweep_variants(store, sweep)
+            result = compare_sweep(store, sweep, by, metric, n_boot=n_boot)
         except NotFound:
             err.print(f"[red]unknown sweep id {sweep}[/red]")
             return 2
-        factors = factor_names(variants)
-        if by not in factors:
-            known = ", ".join(factors) if factors else "(none: the sweep varies no factor)"
-            err.print(f"[red]unknown factor {escape(repr(by))} for sweep {sweep}[/red]; "
-                      f"its factors: {escape(known)}")
-            return 2
-        try:
-            frame = per_variant_metric(store, sweep, metric, load_variants(store, sweep, variants))
-        except ValueError as exc:
+        except ValueError as exc:  # unknown factor or metric: the message lists what exists
             err.print(f"[red]{escape(str(exc))}[/red]")
             return 2
-    levels = level_summary(frame, by, metric, n_boot=n_boot)
-    effects = effect_sizes(frame, by, metric, n_boot=n_boot)
     if fmt is Format.json:
-        doc = {"sweep_id": sweep, "factor": by, "metric": metric, "n_boot": n_boot,
-               "levels": _records(levels), "effects": _records(effects)}
-        sys.stdout.write(json.dumps(doc, indent=2, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
     elif fmt is Format.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        for row in _records(levels):
+        for row in result.levels:
             writer.writerow({"kind": "level", **row})
-        for row in _records(effects):
+        for row in result.effects:
             writer.writerow({"kind": "effect", **row, "level": row["level_a"]})
     else:
-        _print_tables(sweep, by, metric, levels.to_dict("records"), effects.to_dict("records"))
+        _print_tables(sweep, by, metric, result.levels, result.effects)
     return 0
 
 
@@ -97,28 +83,16 @@ def _print_tables(sweep: int, by: str, metric: str, levels: list[dict], effects:
         out.print(diffs)
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
-
-
-def _clean(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _num(value: float) -> str:
+def _num(value: float | None) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def _ci(low: float, high: float) -> str:
-    return "—" if math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
+def _ci(low: float | None, high: float | None) -> str:
+    return "—" if low is None or high is None or math.isnan(low) else f"[{low:.4g}, {high:.4g}]"
 
 
 def register(app: typer.Typer) -> None:

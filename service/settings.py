@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="Store writer actors of a Ray sweep: its database connections (plus the "
         "driver's one), however many packs run",
     )
+    node_name: str | None = Field(
+        default=None,
+        description="Name a Ray node's packs record on their variants (set it in the environment "
+        "of `ray start` on that node); unset: the hostname",
+    )
     checkpoint_every: int = Field(
         default=100,
         ge=0,
@@ -57,6 +62,11 @@ class Settings(BaseSettings):
     )
 
     # -- the service (`headspec serve`) and its clients ------------------------------------
+    api_host: str = Field(
+        default="127.0.0.1",
+        description="Interface `headspec serve` binds (0.0.0.0: every interface; needs tokens)",
+    )
+    api_port: int = Field(default=8600, ge=1, le=65535, description="Port `headspec serve` listens on")
     service_url: str = Field(
         default="http://127.0.0.1:8600",
         description="Where the CLI's sweep/study commands find `headspec serve`",
@@ -90,6 +100,11 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = Field(
         default=True,
         description="Run the study scheduler inside `headspec serve` (any number of replicas)",
+    )
+    mirror_every_seconds: float = Field(
+        default=30.0, ge=0,
+        description="How often `headspec serve` drains the MLflow outbox (what drivers could not "
+        "send); 0: never (then run `headspec mirror drain`)",
     )
     scheduler_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the scheduler looks for due studies"

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from service.settings import Settings
 from service.store import Store, SweepStatus, VariantStatus
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,16 @@ class SweepLauncher(Protocol):
     def stop(self, sweep_id: int, timeout: float = 30.0) -> None:
         """Stop the sweep's driver (it records its unfinished variants as cancelled)."""
         ...
+
+
+# settings a driver started elsewhere (a Ray Job) needs from the service that submits it
+JOB_SETTINGS = ("mlflow_tracking_uri", "artifact_dir", "writers", "checkpoint_every", "database_pool_size",
+                "database_max_overflow")
+
+
+def job_env(settings: Settings) -> dict[str, str]:
+    """``HEADSPEC_*`` variables carrying :data:`JOB_SETTINGS` (never tokens)."""
+    return {f"HEADSPEC_{name.upper()}": str(getattr(settings, name)) for name in JOB_SETTINGS}
 
 
 def driver_command(sweep_id: int, *, local: bool) -> list[str]:
