@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,7 +81,13 @@ class PackProgress:
 # -- actors ----------------------------------------------------------------------------------
 
 
-@ray.remote(num_cpus=0)
+# Actors outlive the loss of their node: Ray restarts them elsewhere and retries the calls in
+# flight. Safe because they keep nothing that matters (a writer's store is reopened; writes are
+# idempotent upserts; a progress board only loses progress already shown).
+_SURVIVES_NODE_LOSS = {"max_restarts": -1, "max_task_retries": -1}
+
+
+@ray.remote(num_cpus=0, **_SURVIVES_NODE_LOSS)
 class StoreWriter:
     """One ``Store`` on one connection; Ray runs its calls one at a time."""
 
@@ -115,7 +122,7 @@ class StoreWriter:
             self.store = None
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, **_SURVIVES_NODE_LOSS)
 class ProgressBoard:
     def __init__(self) -> None:
         self.packs: dict[str, PackProgress] = {}
@@ -172,12 +179,18 @@ def _pack_task(task: PackTask, run: PackRun, writer: Any, board: Any, gpu_share:
         raise PackFailed("".join(traceback.format_exception(exc))) from None
 
 
+def node_name() -> str:
+    """What a pack records as its node: ``HEADSPEC_NODE_NAME`` from the Ray node's environment
+    (``HEADSPEC_NODE_NAME=gpu-3 ray start ...``; its workers inherit it) or the hostname."""
+    return os.environ.get("HEADSPEC_NODE_NAME") or socket.gethostname()
+
+
 def _run_pack_task(task: PackTask, run: PackRun, writer: Any, board: Any, gpu_share: float) -> PackResult:
     import torch
 
     from workers.pack_runner import run_pack
 
-    node, pid = socket.gethostname(), os.getpid()
+    node, pid = node_name(), os.getpid()
     ray.get(writer.start_variants.remote(task.variant_ids, node))  # attempts += 1, node
     board.note.remote(task.pack_key, f"started on {node} (pid {pid})", node)
     _fault_point(task.pack_key, "start")
@@ -243,12 +256,17 @@ class RayExecutor:
                  num_cpus: int | None = None) -> None:
         if writers < 1:
             raise ValueError(f"writers must be >= 1, got {writers}")
+        # a driver started as a Ray Job finds its cluster in RAY_ADDRESS
+        address = address or os.environ.get("RAY_ADDRESS") or None
         self.owns_ray = connect(address, num_cpus)
         self.local = not address
         try:
-            self.writers = [StoreWriter.remote(store_url) for _ in range(writers)]  # type: ignore[attr-defined]
+            # beside the driver when it can (soft): packs on other nodes may come and go
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            self.writers = [StoreWriter.options(scheduling_strategy=here).remote(store_url)  # type: ignore[attr-defined]
+                            for _ in range(writers)]
             ray.get([w.ready.remote() for w in self.writers])  # a bad URL or schema fails here
-            self.board = ProgressBoard.remote()  # type: ignore[attr-defined]
+            self.board = ProgressBoard.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
         except BaseException:
             self._stop_ray()
             raise
