@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from bench_ingest import scratch_postgres
+from scratch import scratch_postgres
 from sqlalchemy import text
 
 from service.api.auth import issue_token

@@ -15,20 +15,13 @@ the ``log_batch`` calls; the store's covers everything from numpy columns to com
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from scratch import scratch_postgres
 
 from service.store import NewVariant, Store
 from service.store.schema import upgrade
@@ -36,7 +29,6 @@ from service.store.schema import upgrade
 LAYERS, HEADS = 4, 8
 METRICS = ("entropy", "prev_token", "induction", "first_token")
 PER_STEP = LAYERS * HEADS * len(METRICS)
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MLFLOW_BATCH = 1000
 
 
@@ -88,28 +80,6 @@ def time_store(
         return rates[0], (rates[1] if retry else None)
     finally:
         store.close()
-
-
-@contextmanager
-def scratch_postgres() -> Iterator[str | None]:
-    server = make_url(os.environ.get("HEADSPEC_TEST_POSTGRES_URL", DEFAULT_PG))
-    if server.drivername in ("postgresql", "postgres"):
-        server = server.set(drivername="postgresql+psycopg")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"headspec_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        print(f"PostgreSQL unreachable, skipped: {str(exc.orig).splitlines()[0]}")
-        yield None
-        return
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def time_mlflow(tmp: Path, data: dict[str, np.ndarray], rows: int) -> float:

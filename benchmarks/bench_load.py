@@ -38,7 +38,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,10 +46,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from scratch import DEFAULT_PG, scratch_postgres
+from sqlalchemy import event, text
 
 from analysis.compare import effect_sizes, level_summary
 from analysis.derived import per_variant_derived, per_variant_metric
@@ -58,7 +55,6 @@ from analysis.load import HEAD_COLUMNS, load_head_metrics, load_variants
 from service.store import NewVariant, Store
 from service.store.schema import upgrade
 
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LAYERS, HEADS = 2, 4
 METRICS = (
     "induction", "specialization", "role", "prev_token", "positional", "duplicate", "syntactic",
@@ -300,32 +296,6 @@ def explain(store: Store, sweep_id: int) -> None:
 
 
 # -- databases -------------------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_postgres(server_url: str, keep: bool) -> Iterator[str | None]:
-    server = make_url(server_url)
-    if server.drivername in ("postgresql", "postgres"):
-        server = server.set(drivername="postgresql+psycopg")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"headspec_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        print(f"PostgreSQL unreachable, skipped: {str(exc.orig).splitlines()[0]}")
-        yield None
-        return
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        if keep:
-            print(f"kept PostgreSQL database: {url}")
-        else:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager

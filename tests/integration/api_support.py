@@ -170,3 +170,32 @@ def serve(database_url: str, tmp_path: Path) -> Iterator[Callable[..., ApiServer
     for server in servers:
         server.stop()
     finish_drivers(tmp_path / "service")
+
+
+@pytest.fixture
+def client_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``client_env(url, token)`` points the CLI's client settings at a server (token None:
+    no token in the environment)."""
+    from service.settings import get_settings
+
+    def set_env(url: str, token: str | None) -> None:
+        monkeypatch.setenv("HEADSPEC_SERVICE_URL", url)
+        if token is None:
+            monkeypatch.delenv("HEADSPEC_API_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("HEADSPEC_API_TOKEN", token)
+        get_settings.cache_clear()
+
+    yield set_env
+    get_settings.cache_clear()
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``headspec ARGS`` in this process: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+

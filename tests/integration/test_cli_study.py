@@ -4,38 +4,22 @@ person sees when the service is down, the token is missing or refused, or the sp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from service.cli import app
-from service.settings import get_settings
-from tests.integration.api_support import ApiServer, free_port, make_token, serve, wait_until  # noqa: F401
+from tests.integration.api_support import (  # noqa: F401
+    ApiServer,
+    client_env,
+    free_port,
+    make_token,
+    run_cli,
+    serve,
+    wait_until,
+)
 from tests.integration.specs import tiny_spec
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    def set_env(url: str, token: str | None) -> None:
-        monkeypatch.setenv("HEADSPEC_SERVICE_URL", url)
-        if token is None:
-            monkeypatch.delenv("HEADSPEC_API_TOKEN", raising=False)
-        else:
-            monkeypatch.setenv("HEADSPEC_API_TOKEN", token)
-        get_settings.cache_clear()
-
-    yield set_env
-    get_settings.cache_clear()
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def _study_files(folder: Path) -> tuple[Path, Path]:
@@ -54,48 +38,48 @@ def _study_files(folder: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_study_commands(
-    serve: Callable[..., ApiServer], database_url: str, env: Callable[..., None], tmp_path: Path  # noqa: F811
+    serve: Callable[..., ApiServer], database_url: str, client_env: Callable[..., None], tmp_path: Path  # noqa: F811
 ) -> None:
     good, bad = _study_files(tmp_path / "specs")
 
-    env(f"http://127.0.0.1:{free_port()}", "hs_whatever")
-    code, _, err = _run("study", "list")
+    client_env(f"http://127.0.0.1:{free_port()}", "hs_whatever")
+    code, _, err = run_cli("study", "list")
     assert code == 1 and "no headspec service at" in err and "headspec serve" in err
 
     server = serve(env={"HEADSPEC_SCHEDULER_ENABLED": "true", "HEADSPEC_SCHEDULER_POLL_SECONDS": "0.3"})
-    env(server.url, None)
-    code, _, err = _run("study", "create", str(good))
+    client_env(server.url, None)
+    code, _, err = run_cli("study", "create", str(good))
     assert code == 1 and "needs a token" in err and "headspec token create" in err
-    env(server.url, "hs_" + "w" * 43)
-    code, _, err = _run("study", "list")
+    client_env(server.url, "hs_" + "w" * 43)
+    code, _, err = run_cli("study", "list")
     assert code == 1 and "refused the token" in err and "hs_www" not in err
 
-    env(server.url, make_token(database_url))
-    code, out, err = _run("study", "create", str(good))
+    client_env(server.url, make_token(database_url))
+    code, out, err = run_cli("study", "create", str(good))
     assert code == 0, err
     assert "created study 1 (cli-nightly): 0 3 * * * (Europe/Berlin); first firing at" in out
-    code, _, err = _run("study", "create", str(good))
+    code, _, err = run_cli("study", "create", str(good))
     assert code == 1 and "a study named 'cli-nightly' exists" in err
-    code, _, err = _run("study", "create", str(bad))
+    code, _, err = run_cli("study", "create", str(bad))
     assert code == 2 and "schedule.timezone" in err and "unknown time zone 'Mars/Olympus'" in err
-    code, out, _ = _run("study", "list")
+    code, out, _ = run_cli("study", "list")
     assert code == 0 and "cli-nightly" in out and "Europe/Berlin" in out and "active" in out
-    code, out, _ = _run("study", "reports", "cli-nightly")
+    code, out, _ = run_cli("study", "reports", "cli-nightly")
     assert code == 0 and "has not fired yet" in out
-    code, out, _ = _run("study", "pause", "cli-nightly")
+    code, out, _ = run_cli("study", "pause", "cli-nightly")
     assert code == 0 and "paused" in out
-    code, _, err = _run("study", "run-now", "cli-nightly")
+    code, _, err = run_cli("study", "run-now", "cli-nightly")
     assert code == 1 and "is paused; resume it first" in err
-    code, out, _ = _run("study", "resume", "1")
+    code, out, _ = run_cli("study", "resume", "1")
     assert code == 0 and "resumed; next firing at" in out
-    code, _, err = _run("study", "run-now", "no-such-study")
+    code, _, err = run_cli("study", "run-now", "no-such-study")
     assert code == 1 and "no study named 'no-such-study'" in err
 
-    code, out, err = _run("study", "run-now", "cli-nightly")
+    code, out, err = run_cli("study", "run-now", "cli-nightly")
     assert code == 0 and "is due now" in out, err
 
     def reported() -> str | None:
-        code, out, err = _run("study", "reports", "1")
+        code, out, err = run_cli("study", "reports", "1")
         assert code == 0, err
         return out if ("succeeded" in out or "failed" in out) else None
 
@@ -105,6 +89,6 @@ def test_study_commands(
         raise AssertionError(server.log()[-4000:]) from None
     assert "succeeded" in out and "(first firing)" in out, out
     html = tmp_path / "latest.html"
-    code, out, err = _run("study", "reports", "cli-nightly", "--out", str(html))
+    code, out, err = run_cli("study", "reports", "cli-nightly", "--out", str(html))
     assert code == 0 and f"to {html}" in out.replace("\n", ""), err
     assert "<html" in html.read_text().lower()

@@ -111,14 +111,6 @@ def postgres_url(new_postgres_database) -> str:  # type: ignore[no-untyped-def]
     return url
 
 
-@pytest.fixture(scope="module")
-def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    yield server
-    server.stop()
-
-
 def _serve(cluster: Cluster, url: str, tmp_path: Path, mlflow: MlflowServer) -> ApiServer:
     return ApiServer(url, tmp_path / "service", env={
         "HEADSPEC_LAUNCHER": "ray-jobs",
@@ -167,9 +159,9 @@ def _check_rows(store: Store, sweep_id: int, steps: int) -> None:
 
 
 def test_a_sweep_submitted_over_http_runs_on_both_nodes(cluster: Cluster, postgres_url: str, tmp_path: Path,
-                                                        mlflow: MlflowServer) -> None:
+                                                        mlflow_server: MlflowServer) -> None:
     token = make_token(postgres_url)
-    server = _serve(cluster, postgres_url, tmp_path, mlflow)
+    server = _serve(cluster, postgres_url, tmp_path, mlflow_server)
     try:
         sweep_id = _submit(server, token, _spec("two-nodes"))
         body = _wait_done(server, token, sweep_id)
@@ -182,13 +174,13 @@ def test_a_sweep_submitted_over_http_runs_on_both_nodes(cluster: Cluster, postgr
         assert {v.node for v in variants} == {"head", "worker"}
         assert all(v.status == "succeeded" for v in variants)
         _check_rows(store, sweep_id, STEPS)
-        check_metrics(store, MlflowClient(mlflow.uri), sweep_id)
+        check_metrics(store, MlflowClient(mlflow_server.uri), sweep_id)
 
 
 def test_the_sweep_completes_when_the_worker_node_dies(cluster: Cluster, postgres_url: str, tmp_path: Path,
-                                                       mlflow: MlflowServer) -> None:
+                                                       mlflow_server: MlflowServer) -> None:
     token = make_token(postgres_url)
-    server = _serve(cluster, postgres_url, tmp_path, mlflow)
+    server = _serve(cluster, postgres_url, tmp_path, mlflow_server)
     steps = 400
     try:
         sweep_id = _submit(server, token, _spec("lose-a-node", steps=steps))
@@ -218,4 +210,4 @@ def test_the_sweep_completes_when_the_worker_node_dies(cluster: Cluster, postgre
         assert {v.node for v in variants} == {"head"}  # the lost pack was retried on the head
         assert max(v.attempts for v in variants) == 2
         _check_rows(store, sweep_id, steps)
-        check_metrics(store, MlflowClient(mlflow.uri), sweep_id)
+        check_metrics(store, MlflowClient(mlflow_server.uri), sweep_id)
