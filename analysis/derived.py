@@ -12,8 +12,7 @@ icl_score, train_loss  the scalar metric's value at its last recorded step
 =====================  ======================================================================
 
 A quantity whose metric the sweep never recorded is NaN. The ``role`` head metric is an
-index into :data:`ROLE_NAMES`; analysis never imports ``workers``, so the names are repeated
-here and a unit test holds them equal to ``workers.probes.roles.ROLES``.
+index into :data:`analysis.roles.ROLE_NAMES` (the one list the probes assign from).
 """
 
 from __future__ import annotations
@@ -22,21 +21,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import load_head_metrics, load_scalar_metrics, load_variants
+from analysis.roles import ROLE_NAMES
 from service.store import Store
 
-# the role index stored in the `role` head metric → role name (== workers.probes.roles.ROLES)
-ROLE_NAMES = (
-    "induction",
-    "previous_token",
-    "positional",
-    "duplicate",
-    "syntactic",
-    "keyword",
-    "language",
-    "sink",
-    "broad",
-    "none",
-)
 HEAD_INPUTS = ("induction", "specialization", "role")
 SCALAR_INPUTS = ("icl_score", "train_loss")
 DERIVED = (

@@ -22,15 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# role -> (head metric holding its score, RoleThresholds field) == workers.probes.roles
-ROLE_SCORE = {
-    "induction": ("induction", "induction"),
-    "previous_token": ("prev_token", "prev_token"),
-    "duplicate": ("duplicate_token", "duplicate"),
-    "syntactic": ("syntactic", "syntactic"),
-    "keyword": ("keyword", "keyword"),
-    "sink": ("sink", "sink"),
-}
+from analysis.roles import DIRECT_ROLES, ROLE_METRIC, ROLE_THRESHOLD
+
+# role -> (head metric holding its score, RoleThresholds field), for the roles scored directly
+ROLE_SCORE = {role: (ROLE_METRIC[role], ROLE_THRESHOLD[role]) for role in DIRECT_ROLES}
 DEFAULT_ABRUPT_FRACTION = 0.5
 EMERGENCE_COLUMNS = ("variant_id", "role", "step", "jump", "jump_fraction", "abrupt", "final_score")
 

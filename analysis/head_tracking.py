@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.derived import ROLE_NAMES
 from analysis.load import load_head_metrics, load_variants
 from analysis.matching import js_matrix, match_heads
+from analysis.roles import ROLE_NAMES
 from service.store import Store
 
 MATCH_COLUMNS = ("batch_key", "reference_id", "variant_id", "ref_layer", "ref_head", "layer", "head", "js",

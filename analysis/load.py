@@ -100,7 +100,7 @@ def load_head_metrics(
             sweep_id=sweep_id, metrics=metrics, step_min=step_min, step_max=step_max
         )
     frame = pd.DataFrame(cols, columns=list(HEAD_COLUMNS))
-    if last_step_only and not frame.empty:
+    if last_step_only and not metrics and not frame.empty:  # with metrics, at_steps did it
         frame = frame[frame["step"] == frame.groupby("variant_id")["step"].transform("max")]
     return _join(frame.reset_index(drop=True), store, sweep_id, variants)
 

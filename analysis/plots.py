@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from analysis.derived import ROLE_NAMES
+from analysis.roles import ROLE_NAMES
 
 # One colour per role (tab10 has exactly ten); "none" is light grey.
 ROLE_COLOURS = (

@@ -93,11 +93,17 @@ def list_studies(
         typer.echo(f"(more: raise --limit above {limit})")
 
 
+def _study_action(name_or_id: str, url: str | None, action: str) -> dict:
+    """POST /studies/{id}/{action} for the study named or numbered ``name_or_id``."""
+    with exit_on_service_error(), ServiceClient.from_settings(base_url=url) as client:
+        study: dict = client.post(f"/studies/{find_study(client, name_or_id)['id']}/{action}")
+    return study
+
+
 @study_app.command("run-now")
 def run_now(name_or_id: NameOrId, url: ServiceUrl = None) -> None:
     """Make the study due now: the service's scheduler fires it at its next poll."""
-    with exit_on_service_error(), ServiceClient.from_settings(base_url=url) as client:
-        study = client.post(f"/studies/{find_study(client, name_or_id)['id']}/run-now")
+    study = _study_action(name_or_id, url, "run-now")
     typer.echo(f"study {study['id']} ({study['name']}) is due now; follow it with "
                f"`headspec study reports {study['name']}`")
 
@@ -105,16 +111,14 @@ def run_now(name_or_id: NameOrId, url: ServiceUrl = None) -> None:
 @study_app.command("pause")
 def pause(name_or_id: NameOrId, url: ServiceUrl = None) -> None:
     """No new firings until resumed (a running firing finishes)."""
-    with exit_on_service_error(), ServiceClient.from_settings(base_url=url) as client:
-        study = client.post(f"/studies/{find_study(client, name_or_id)['id']}/pause")
+    study = _study_action(name_or_id, url, "pause")
     typer.echo(f"study {study['id']} ({study['name']}) paused")
 
 
 @study_app.command("resume")
 def resume(name_or_id: NameOrId, url: ServiceUrl = None) -> None:
     """Fire again from the schedule's next time."""
-    with exit_on_service_error(), ServiceClient.from_settings(base_url=url) as client:
-        study = client.post(f"/studies/{find_study(client, name_or_id)['id']}/resume")
+    study = _study_action(name_or_id, url, "resume")
     typer.echo(f"study {study['id']} ({study['name']}) resumed; next firing at "
                f"{_when(study['next_fire_at'])}")
 

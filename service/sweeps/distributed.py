@@ -23,11 +23,17 @@ from pathlib import Path
 
 import torch
 
-from analysis.load import sweep_variants
 from service.settings import get_settings
 from service.store import Store, Sweep, SweepStatus, VariantStatus
 from service.store.db import parse_url
-from service.sweeps.local import ProgressFactory, SweepOutcome, create_sweep, finish_sweep, unfinished_tasks
+from service.sweeps.local import (
+    ProgressFactory,
+    SweepOutcome,
+    cancel_unfinished,
+    create_sweep,
+    finish_sweep,
+    unfinished_tasks,
+)
 from service.sweeps.spec import SweepSpec
 from workers.pack_runner import PackTask
 from workers.ray_exec import PackFailed, PackHandle, PackProgress, PackResult, PackRun, RayExecutor
@@ -124,10 +130,7 @@ def _absolute_sqlite(url: str) -> str:
 
 def _abandon(store: Store, sweep_id: int, exc: BaseException) -> None:
     """The driver stopped early (interrupt, lost cluster): unfinished variants are cancelled."""
-    unfinished = [v.id for v in sweep_variants(store, sweep_id)
-                  if v.status in (VariantStatus.PENDING, VariantStatus.RUNNING)]
-    if unfinished:
-        store.finish_variants(unfinished, VariantStatus.CANCELLED, error=f"driver stopped: {exc!r}")
+    cancel_unfinished(store, sweep_id, f"driver stopped: {exc!r}")
     interrupted = isinstance(exc, KeyboardInterrupt)
     store.set_sweep_status(sweep_id, SweepStatus.CANCELLED if interrupted else SweepStatus.FAILED)
 

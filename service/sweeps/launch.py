@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from service.settings import Settings
-from service.store import Store, SweepStatus, VariantStatus
+from service.store import Store, SweepStatus
 
 log = logging.getLogger(__name__)
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
@@ -219,16 +219,3 @@ def reconcile(store: Store, launcher: SweepLauncher) -> dict[int, str]:
             out[sweep_id] = "resubmitted: " + launcher.submit(sweep_id)
         log.info("sweep %s: %s", sweep_id, out[sweep_id])
     return out
-
-
-def cancel_sweep(store: Store, launcher: SweepLauncher, sweep_id: int) -> None:
-    """Stop the sweep's driver, then record the sweep and its unfinished variants cancelled."""
-    launcher.stop(sweep_id)
-    from analysis.load import sweep_variants
-
-    unfinished = [v.id for v in sweep_variants(store, sweep_id)
-                  if v.status in (VariantStatus.PENDING, VariantStatus.RUNNING)]
-    if unfinished:
-        store.finish_variants(unfinished, VariantStatus.CANCELLED, error="cancelled by request")
-    if store.get_sweep(sweep_id).status in ACTIVE:
-        store.set_sweep_status(sweep_id, SweepStatus.CANCELLED)

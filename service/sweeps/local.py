@@ -106,3 +106,11 @@ def finish_sweep(store: Store, sweep_id: int) -> SweepOutcome:
     failed = any(v.status != VariantStatus.SUCCEEDED for v in variants)
     sweep = store.set_sweep_status(sweep_id, SweepStatus.FAILED if failed else SweepStatus.SUCCEEDED)
     return SweepOutcome(sweep, variants)
+
+
+def cancel_unfinished(store: Store, sweep_id: int, error: str) -> None:
+    """Record the sweep's pending and running variants cancelled, with ``error``."""
+    unfinished = [v.id for v in sweep_variants(store, sweep_id)
+                  if v.status in (VariantStatus.PENDING, VariantStatus.RUNNING)]
+    if unfinished:
+        store.finish_variants(unfinished, VariantStatus.CANCELLED, error=error)

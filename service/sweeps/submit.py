@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from service.store import Conflict, Store, StoreError, Sweep, SweepStatus
-from service.sweeps.launch import SweepLauncher, cancel_sweep
-from service.sweeps.local import create_sweep
+from service.store import Conflict, Store, Sweep, SweepStatus
+from service.sweeps.launch import ACTIVE, SweepLauncher
+from service.sweeps.local import cancel_unfinished, create_sweep
 from service.sweeps.plan import SpecError
 from service.sweeps.spec import SECTIONS, SweepSpec
 
@@ -60,11 +60,12 @@ def cancel_submitted(store: Store, launcher: SweepLauncher, sweep_id: int) -> Sw
     if sweep.status == SweepStatus.CANCELLED:
         return sweep
     try:
-        cancel_sweep(store, launcher, sweep_id)
-    except StoreError:
-        raise
+        launcher.stop(sweep_id)  # a driver that stops in time records its variants itself
     except Exception as exc:  # the launcher's own failure, e.g. the Ray cluster is unreachable
         raise LaunchFailed(f"could not stop the driver of sweep {sweep_id}: {exc}") from exc
+    cancel_unfinished(store, sweep_id, "cancelled by request")
+    if store.get_sweep(sweep_id).status in ACTIVE:
+        store.set_sweep_status(sweep_id, SweepStatus.CANCELLED)
     return store.get_sweep(sweep_id)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from service.store import Store
-from service.sweeps.launch import EmbeddedLauncher, cancel_sweep, reconcile
+from service.sweeps.launch import EmbeddedLauncher, reconcile
 from service.sweeps.local import create_sweep
 from service.sweeps.spec import SweepSpec
+from service.sweeps.submit import cancel_submitted
 from tests.integration.specs import tiny_spec
 
 
@@ -48,7 +49,7 @@ def test_restart_adopts_a_live_driver_and_resubmits_a_lost_one(
     # a new service process (new launcher object): the driver is found through its pid file
     second = EmbeddedLauncher(database_url, tmp_path, local=True)
     assert reconcile(store, second) == {sweep.id: "adopted"}
-    cancel_sweep(store, second, sweep.id)
+    cancel_submitted(store, second, sweep.id)
     assert not first.is_running(sweep.id)
     assert store.get_sweep(sweep.id).status == "cancelled"
     assert {v.status for v in store.list_variants(sweep.id).items} == {"cancelled"}

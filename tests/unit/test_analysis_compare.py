@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from analysis.compare import effect_sizes, interaction_table, level_summary, units
-from analysis.derived import ROLE_NAMES, derive
+from analysis.derived import derive
+from analysis.roles import ROLE_NAMES
 from workers.probes.roles import ROLES
 
 

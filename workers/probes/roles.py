@@ -43,44 +43,12 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from analysis.emergence import Emergence, emergence_step
+from analysis.roles import ROLE_METRIC, ROLE_NAMES, ROLE_THRESHOLD
 from workers.probes.settings import SPECIALIZATION_INDEX_VERSION, RoleThresholds
 
-ROLES = (
-    "induction",
-    "previous_token",
-    "positional",
-    "duplicate",
-    "syntactic",
-    "keyword",
-    "language",
-    "sink",
-    "broad",
-    "none",
-)
+ROLES = ROLE_NAMES
 SPECIFIC_ROLES = ROLES[:7]
 ROLE_INDEX = {name: i for i, name in enumerate(ROLES)}
-ROLE_METRIC = {
-    "induction": "induction",
-    "previous_token": "prev_token",
-    "positional": "positional",
-    "duplicate": "duplicate_token",
-    "syntactic": "syntactic",
-    "keyword": "keyword",
-    "language": "language_selectivity",
-    "sink": "sink",
-    "broad": "entropy_norm",
-}
-_THRESHOLD_FIELD = {  # role -> RoleThresholds field
-    "induction": "induction",
-    "previous_token": "prev_token",
-    "positional": "positional",
-    "duplicate": "duplicate",
-    "syntactic": "syntactic",
-    "keyword": "keyword",
-    "language": "language_selectivity",
-    "sink": "sink",
-    "broad": "broad",
-}
 
 __all__ = [
     "ROLES",
@@ -97,7 +65,7 @@ __all__ = [
 
 
 def role_threshold(role: str, thresholds: RoleThresholds) -> float:
-    return float(getattr(thresholds, _THRESHOLD_FIELD[role]))
+    return float(getattr(thresholds, ROLE_THRESHOLD[role]))
 
 
 def _like(scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
