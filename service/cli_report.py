@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         mlflow: Annotated[bool, typer.Option(help="also log the report to the sweep's MLflow run")] = True,
         n_boot: Annotated[int, typer.Option(min=100, help="bootstrap resamples per interval")] = 1000,
     ) -> None:
-        """Write a self-contained HTML report of a sweep (plots of specialization by factor,
-        over training, role maps, head matching, pruning) and log it to MLflow."""
+        """Write a sweep's self-contained HTML report and log it to MLflow.
+
+        Plots of specialization by factor, over training, role maps per level, head matching
+        across runs and pruning curves; recorded in the store, logged with its PNGs to the
+        sweep's MLflow parent run."""
         raise typer.Exit(report_command(sweep, out, database_url, mlflow, n_boot))

@@ -164,8 +164,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(database_url: DatabaseUrl = None) -> None:
-        """The main job on embedded defaults: create the store, run examples/quickstart.yaml,
-        write its HTML report (demo-report.html)."""
+        """The main job on embedded defaults: run examples/quickstart.yaml, compare, report.
+
+        Creates the store, runs the sweep on a local Ray, mirrors it to the local MLflow store
+        and writes its HTML report to demo-report.html."""
         from service.cli_report import report_command
         from service.store import Store, schema
 
